@@ -1,0 +1,18 @@
+"""Engine and session factory. The caller owns each session (one per request or per task)."""
+from __future__ import annotations
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def make_engine(url: str) -> Engine:
+    # pool_pre_ping: a Postgres restart must not surface as an error on the next request.
+    # connect_timeout: an unreachable database fails a request in seconds, not minutes.
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                         connect_args={"connect_timeout": 5})
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    # expire_on_commit=False: views serialise rows after committing without a second query.
+    return sessionmaker(engine, expire_on_commit=False)
