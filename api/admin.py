@@ -1,0 +1,146 @@
+"""Admin API: find failed jobs, read their history, requeue them (one or in bulk).
+
+Needs an admin API key (api/auth.py); partner keys get 403.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from flask import Blueprint, current_app, g, jsonify, request
+from sqlalchemy import String, cast, func, or_, select
+
+from shared import lifecycle
+from shared.errors import InvalidRequest, JobNotFound, JobNotRequeueable
+from shared.models import Job, JobStatus
+from shared.queue import publish_upscale
+from shared.validation import bounded_int, optional_text
+
+bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
+MAX_PER_PAGE = 200
+
+
+def _services():
+    return current_app.extensions["portraits"]
+
+
+def job_filter(args) -> list:
+    """WHERE clauses from `status`, `since` (ISO 8601, on created_at) and `q` (id prefix or error text)."""
+    clauses = []
+    status = optional_text(args.get("status"), "status", 16)
+    if status:
+        try:
+            clauses.append(Job.status == JobStatus(status))
+        except ValueError:
+            raise InvalidRequest(f"status must be one of {[s.value for s in JobStatus]}", field="status") from None
+    since = optional_text(args.get("since"), "since", 64)
+    if since:
+        try:
+            clauses.append(Job.created_at >= datetime.fromisoformat(since))
+        except ValueError:
+            raise InvalidRequest("since must be an ISO 8601 date or time, e.g. 2026-11-24T00:00:00Z",
+                                 field="since") from None
+    q = (optional_text(args.get("q"), "q", 200) or "").strip()
+    if q:
+        like = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        clauses.append(or_(cast(Job.id, String).like(f"{like}%"), Job.error.ilike(f"%{like}%")))
+    return clauses
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    return bounded_int(request.args.get(name), name, lo, hi, default)
+
+
+@bp.get("/jobs")
+def list_jobs():
+    page = _int_arg("page", 1, 1, 1_000_000)
+    per_page = _int_arg("per_page", 50, 1, MAX_PER_PAGE)
+    where = job_filter(request.args)
+    with _services().sessions() as session:
+        total = session.scalar(select(func.count()).select_from(Job).where(*where))
+        jobs = session.scalars(select(Job).where(*where).order_by(Job.created_at.desc(), Job.id)
+                               .offset((page - 1) * per_page).limit(per_page)).all()
+    return jsonify(jobs=[j.to_dict() for j in jobs], page=page, per_page=per_page, total=total)
+
+
+def _job_id(job_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(job_id)
+    except ValueError:
+        raise JobNotFound(f"no job with id {job_id!r}") from None
+
+
+@bp.get("/jobs/<job_id>")
+def show_job(job_id: str):
+    with _services().sessions() as session:
+        job = session.get(Job, _job_id(job_id))
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return jsonify(job=job.to_dict(), events=[e.to_dict() for e in lifecycle.events(session, job.id)])
+
+
+def _body() -> dict:
+    body = request.get_json(silent=True)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return body
+
+
+def _actor(body: dict) -> str:
+    """Who did it: the admin key's name, plus a person when the caller names one."""
+    who = f"key:{g.principal.name}"
+    person = optional_text(body.get("actor"), "actor", 120)
+    return f"{person} ({who})" if person else who
+
+
+def requeue_ids(job_ids: list[uuid.UUID], actor: str, reason: str) -> list[uuid.UUID]:
+    """Requeue each job that is failed or cancelled; publish only those this call moved."""
+    services = _services()
+    moved = []
+    with services.sessions() as session, session.begin():
+        for job_id in job_ids:
+            if lifecycle.requeue(session, job_id, actor, reason, services.settings.max_attempts):
+                moved.append(job_id)
+    for job_id in moved:  # after the commit; if Redis is down the sweeper publishes them
+        try:
+            publish_upscale(services.celery, job_id)
+        except Exception:
+            break
+        with services.sessions() as session, session.begin():
+            lifecycle.mark_published(session, [job_id])
+    return moved
+
+
+@bp.post("/jobs/<job_id>/requeue")
+def requeue_one(job_id: str):
+    body = _body()
+    job_uuid = _job_id(job_id)
+    with _services().sessions() as session:
+        job = session.get(Job, job_uuid)
+    if job is None:
+        raise JobNotFound(f"no job with id {job_id!r}")
+    reason = optional_text(body.get("reason"), "reason") or "requeued by an admin"
+    if not requeue_ids([job_uuid], _actor(body), reason):
+        raise JobNotRequeueable(f"job {job_id} is {job.status.value}; only failed or cancelled jobs "
+                                "can be requeued", status=job.status.value)
+    with _services().sessions() as session:
+        return jsonify(session.get(Job, job_uuid).to_dict())
+
+
+@bp.post("/jobs/requeue")
+def requeue_bulk():
+    body = _body()
+    reason = (optional_text(body.get("reason"), "reason") or "").strip()
+    if not reason:
+        raise InvalidRequest("a bulk requeue needs a 'reason'", field="reason")
+    args = {"status": body.get("status") or "failed", "since": body.get("since"), "q": body.get("q")}
+    if args["status"] not in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
+        raise InvalidRequest("status must be 'failed' or 'cancelled'", field="status")
+    limit = bounded_int(body.get("limit"), "limit", 1, 100_000, default=1000)
+    with _services().sessions() as session:
+        ids = list(session.scalars(select(Job.id).where(*job_filter(args)).order_by(Job.created_at)
+                                   .limit(limit)))
+    moved = requeue_ids(ids, _actor(body), reason)
+    return jsonify(requeued=[str(i) for i in moved], count=len(moved), matched=len(ids))

@@ -1,0 +1,170 @@
+"""Operator commands: `flask --app api jobs failed|show|requeue|requeue-failed|sweep`,
+`flask --app api partners create NAME`, `flask --app api keys create|list|revoke`."""
+from __future__ import annotations
+
+import uuid
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from shared import lifecycle
+from shared.models import Job, JobStatus
+
+
+def register(app: Flask) -> None:
+    for group in (jobs, partners, keys):
+        app.cli.add_command(group)
+
+
+@click.group(cls=AppGroup, help="Inspect and repair jobs.")
+def jobs():
+    pass
+
+
+def _services():
+    return current_app.extensions["portraits"]
+
+
+@jobs.command("failed", help="List failed jobs, newest first.")
+@click.option("--since", help="Only jobs created at or after this ISO 8601 time.")
+@click.option("--q", help="Job id prefix or text in the error.")
+@click.option("--limit", default=50, show_default=True)
+def failed(since, q, limit):
+    from api.admin import job_filter
+
+    with _services().sessions() as session:
+        rows = session.scalars(select(Job).where(*job_filter({"status": "failed", "since": since, "q": q}))
+                               .order_by(Job.created_at.desc()).limit(limit)).all()
+    for job in rows:
+        click.echo(f"{job.id}  {job.created_at:%Y-%m-%d %H:%M:%S}  attempts={job.attempts}  {job.error}")
+    click.echo(f"{len(rows)} failed job(s)")
+
+
+@jobs.command("show", help="A job and its event history.")
+@click.argument("job_id", type=click.UUID)
+def show(job_id: uuid.UUID):
+    with _services().sessions() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise click.ClickException(f"no job {job_id}")
+        click.echo(f"{job.id}  {job.status.value}  attempts={job.attempts}/{job.attempts_allowed}  {job.error or ''}")
+        for e in lifecycle.events(session, job_id):
+            click.echo(f"  {e.at:%H:%M:%S}  {e.from_status.value if e.from_status else '-':>9} → "
+                       f"{e.to_status.value:<9} attempt={e.attempt}  {e.worker or e.actor or ''}  "
+                       f"{e.error or e.reason or ''}")
+
+
+@jobs.command("requeue", help="Requeue failed or cancelled jobs by id.")
+@click.argument("job_ids", nargs=-1, required=True, type=click.UUID)
+@click.option("--reason", required=True)
+@click.option("--actor", default="operator-cli", show_default=True)
+def requeue(job_ids, reason, actor):
+    from api.admin import requeue_ids
+
+    moved = requeue_ids(list(job_ids), actor, reason)
+    for job_id in job_ids:
+        click.echo(f"{job_id}  {'requeued' if job_id in moved else 'not failed/cancelled: left alone'}")
+
+
+@jobs.command("requeue-failed", help="Requeue every failed job matching the filter.")
+@click.option("--since")
+@click.option("--q")
+@click.option("--reason", required=True)
+@click.option("--actor", default="operator-cli", show_default=True)
+def requeue_failed(since, q, reason, actor):
+    from api.admin import job_filter, requeue_ids
+
+    with _services().sessions() as session:
+        ids = list(session.scalars(select(Job.id).where(
+            *job_filter({"status": JobStatus.FAILED.value, "since": since, "q": q}))))
+    moved = requeue_ids(ids, actor, reason)
+    click.echo(f"requeued {len(moved)} of {len(ids)} matching job(s)")
+
+
+@jobs.command("sweep", help="Run one sweeper pass now (expire leases, publish lost messages).")
+def sweep():
+    from worker.sweeper import sweep_once
+
+    services = _services()
+    click.echo(str(sweep_once(services.sessions, services.celery, services.settings)))
+
+
+@click.group(cls=AppGroup, help="Partners and their API keys.")
+def partners():
+    pass
+
+
+@partners.command("create", help="Create a partner and its first key; prints the key and webhook secret once.")
+@click.argument("name")
+@click.option("--callback-url", help="Default callback URL for jobs submitted with this key.")
+def partners_create(name, callback_url):
+    from shared.accounts import PARTNER, create_key, create_partner
+    from shared.webhooks import check_callback_url
+
+    if callback_url:
+        check_callback_url(callback_url, allow_private=_services().settings.allow_private_callbacks)
+    with _services().sessions() as session, session.begin():
+        partner = create_partner(session, name)
+        row, key = create_key(session, role=PARTNER, name=f"{name}-default", partner=partner,
+                              callback_url=callback_url)
+        click.echo(f"partner {partner.id} ({name})")
+        click.echo(f"api key {row.id}: {key}")
+        click.echo(f"webhook secret: {partner.webhook_secret}")
+        click.echo("Store both now: the key is shown only once.")
+
+
+@click.group(cls=AppGroup, help="API keys: create, list, revoke.")
+def keys():
+    pass
+
+
+@keys.command("create", help="A new key for a partner (--partner NAME) or an admin key (--admin).")
+@click.option("--partner", "partner_name")
+@click.option("--admin", is_flag=True)
+@click.option("--name", required=True)
+@click.option("--callback-url")
+def keys_create(partner_name, admin, name, callback_url):
+    from shared.accounts import ADMIN, PARTNER, Partner, create_key
+
+    if bool(partner_name) == admin:
+        raise click.UsageError("give exactly one of --partner NAME or --admin")
+    with _services().sessions() as session, session.begin():
+        partner = None
+        if partner_name:
+            partner = session.scalar(select(Partner).where(Partner.name == partner_name))
+            if partner is None:
+                raise click.ClickException(f"no partner named {partner_name!r}")
+        row, key = create_key(session, role=ADMIN if admin else PARTNER, name=name, partner=partner,
+                              callback_url=callback_url)
+    click.echo(f"api key {row.id} ({row.role}): {key}")
+    click.echo("Store it now: it is shown only once.")
+
+
+@keys.command("list", help="Every key, with its prefix, partner, and created/last-used/revoked times.")
+def keys_list():
+    from shared.accounts import ApiKey, Partner
+
+    with _services().sessions() as session:
+        rows = session.execute(select(ApiKey, Partner.name).outerjoin(Partner, ApiKey.partner_id == Partner.id)
+                               .order_by(ApiKey.created_at)).all()
+    for key, partner in rows:
+        d = key.to_dict()
+        click.echo(f"{d['id']}  {d['prefix']}…  {d['role']:<7} {partner or '-':<20} {d['name']:<20} "
+                   f"created={d['created_at']} last_used={d['last_used_at']} revoked={d['revoked_at']}")
+
+
+@keys.command("revoke", help="Revoke a key at once; it can never be used again.")
+@click.argument("key_id", type=click.UUID)
+def keys_revoke(key_id):
+    from sqlalchemy import func, update
+
+    from shared.accounts import ApiKey
+
+    with _services().sessions() as session, session.begin():
+        result = session.execute(update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+                                 .values(revoked_at=func.now()))
+    if result.rowcount != 1:
+        raise click.ClickException(f"no active key {key_id}")
+    click.echo(f"revoked {key_id}")
