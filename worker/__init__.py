@@ -1,0 +1,1 @@
+"""Celery workers: run the model on queued jobs and write results back (see worker/app.py)."""

@@ -1,0 +1,83 @@
+"""One job attempt, start to finish: claim, read the original, upscale, store the result, finish.
+
+Safe to run any number of times for the same job: the claim is a conditional UPDATE, so a duplicate
+message finds the job not claimable and stops, and every later write is fenced by the attempt number.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from model.images import ImageDecodeError, decode_image, encode_png
+from shared import lifecycle
+from shared.storage import RESULT_CONTENT_TYPE, result_key
+from worker.decode_guard import decode_isolated
+from worker.heartbeat import Heartbeat, JobAborted
+
+log = logging.getLogger(__name__)
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def process_job(job_id: str, rt) -> str:
+    """Run one attempt of the job; returns what happened (for logs and tests)."""
+    try:
+        job_uuid = uuid.UUID(job_id)
+    except ValueError:
+        log.error("ignoring a message with a malformed job id %r", job_id)
+        return "ignored"
+    with rt.sessions() as session, session.begin():
+        job = lifecycle.claim(session, job_uuid, WORKER_ID, rt.settings.lease_seconds)
+    if job is None:
+        log.info("job %s is not claimable (done, running elsewhere, cancelled or not due); skipping", job_id)
+        return "skipped"
+
+    settings = rt.settings
+    try:
+        with Heartbeat(rt.sessions, job, settings.lease_seconds) as beat:
+            # In a child process: a decoder crash or hang fails this job (ImageDecodeError), not the worker.
+            pixels = decode_isolated(rt.storage.get(job.input_key), max_pixels=settings.max_input_pixels,
+                                     timeout=settings.decode_timeout_seconds,
+                                     formats=settings.allowed_formats, decode=decode_image)
+            beat.check()
+            upscaler = rt.upscaler
+            out = upscaler.upscale(pixels, progress=beat.progress)
+            beat.check()
+            key = result_key(job.partner_id, job.id)
+            # Written before the success transition, under a key fixed by the job id: a retry overwrites.
+            rt.storage.put(key, encode_png(out), RESULT_CONTENT_TYPE)
+    except JobAborted as exc:
+        if exc.reason == "cancelled":
+            with rt.sessions() as session, session.begin():
+                lifecycle.cancel_running(session, job, "cancel requested; the worker stopped")
+        log.info("job %s attempt %s stopped: %s", job.id, job.attempts, exc.reason)
+        return exc.reason
+    except ImageDecodeError as exc:
+        return _failed(rt, job, f"the image could not be decoded: {exc}", permanent=True)
+    except SoftTimeLimitExceeded:
+        return _failed(rt, job, f"processing took longer than {settings.task_soft_time_limit} s",
+                       permanent=False)
+    except Exception as exc:  # anything else may be transient (storage, database, memory): retry
+        log.exception("job %s attempt %s failed", job.id, job.attempts)
+        return _failed(rt, job, f"processing failed: {type(exc).__name__}: {exc}", permanent=False)
+
+    height, width = out.shape[:2]
+    with rt.sessions() as session, session.begin():
+        ok = lifecycle.succeed(session, job, result_key=key, output_width=width, output_height=height,
+                               model_name=upscaler.name, model_version=upscaler.version,
+                               progress_done=beat.total, progress_total=beat.total)
+    if not ok:
+        log.warning("job %s attempt %s finished but no longer owned it; nothing recorded", job.id, job.attempts)
+    return "succeeded" if ok else "lost"
+
+
+def _failed(rt, job, error: str, *, permanent: bool) -> str:
+    settings = rt.settings
+    delay = lifecycle.backoff_seconds(job.attempts, settings.retry_backoff_seconds,
+                                      settings.retry_backoff_max_seconds)
+    with rt.sessions() as session, session.begin():
+        status = lifecycle.fail_or_retry(session, job, error, permanent=permanent, backoff=delay)
+    return status.value if status else "lost"

@@ -1,0 +1,49 @@
+"""What a worker process builds once and reuses across tasks: DB sessions, storage, the model."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db import make_engine, make_session_factory
+from shared.settings import Settings, get_settings
+from shared.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    sessions: sessionmaker[Session] = field(init=False)
+    storage: Storage = field(init=False)
+
+    def __post_init__(self):
+        self.sessions = make_session_factory(make_engine(self.settings.database_url))
+        self.storage = Storage(self.settings)
+
+    @cached_property
+    def upscaler(self):
+        """The model, loaded on first use in the process that runs tasks (never in a forking parent)."""
+        import torch
+
+        from model import Upscaler
+
+        if self.settings.torch_threads:
+            torch.set_num_threads(self.settings.torch_threads)
+        upscaler = Upscaler.from_weights(self.settings.model_weights, device=self.settings.model_device,
+                                         tile=self.settings.model_tile)
+        log.info("loaded model %s %s on %s", upscaler.name, upscaler.version, upscaler.device)
+        return upscaler
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(get_settings())
+    return _runtime
