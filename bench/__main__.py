@@ -1,0 +1,26 @@
+"""`python -m bench speed|chaos [args]` (what `make bench BENCH_ARGS="..."` runs).
+
+- speed: CPU output megapixels/s of the shipped model's inference paths vs the OpenCV ESPCN peer.
+- chaos: N jobs, K kill -9s and a Redis restart; lost / finished twice / recovery time.
+"""
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+BENCHES = {"speed": "speed.py", "chaos": "chaos.py"}
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in BENCHES:
+        print(__doc__)
+        return 2
+    name = sys.argv.pop(1)
+    sys.argv[0] = f"bench/{BENCHES[name]}"
+    runpy.run_path(str(Path(__file__).parent / BENCHES[name]), run_name="__main__")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
