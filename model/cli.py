@@ -1,0 +1,138 @@
+"""Command line: `python -m model upscale|train|evaluate ...`.
+
+    python -m model upscale IN [IN ...] --out DIR [--device auto|cpu|cuda] [--tile N] [--weights P]
+                                        [--precision fp32|bf16|fp16] [--print-size 11x14in] [--dpi 300]
+
+IN are image files or folders (their images, not recursive); each result is `DIR/<stem>.png`. A file
+that fails prints one `error:` line and the others go on; the exit code is 1 if any failed. `train`
+and `evaluate` hand their arguments to `model.train.main` / `model.evaluate.main`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+DEFAULT_DPI = 300
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m model", description="4x face super-resolution.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{upscale,train,evaluate}")
+    up = sub.add_parser("upscale", help="upscale image files or folders 4x into PNGs")
+    up.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="image files or folders")
+    up.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for <stem>.png results")
+    up.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    up.add_argument("--tile", type=int, default=256, help="input tile edge in pixels (default 256)")
+    up.add_argument("--weights", type=Path, default=None, help="state_dict .pt with its .json card")
+    up.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                    help="network precision (default: bf16 on GPUs and bf16-capable CPUs, else fp32)")
+    up.add_argument("--print-size", default=None, metavar="WxH(in|cm)",
+                    help="fit the 4x result to this print (e.g. 11x14in), turned to the photo's orientation")
+    up.add_argument("--dpi", type=int, default=None, help=f"print resolution (default {DEFAULT_DPI}), "
+                                                         "also written into the PNG")
+    # train/evaluate own their options: everything after the command is passed through untouched.
+    sub.add_parser("train", add_help=False, help="train a model (model.train)")
+    sub.add_parser("evaluate", add_help=False, help="evaluate models on val (model.evaluate)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command in ("train", "evaluate"):
+        # Imported only now: they pull in training-only code, and the upscale path does not need it.
+        return importlib.import_module(f"model.{args.command}").main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return upscale_command(args, parser)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def upscale_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from model.print_size import fit_to_print, parse_print_size
+
+    print_in = None
+    if args.print_size:
+        try:
+            print_in = parse_print_size(args.print_size)
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.dpi is not None and args.dpi <= 0:
+        parser.error("--dpi must be positive")
+    dpi = args.dpi or (DEFAULT_DPI if print_in else None)
+    files, failed = collect_inputs(args.inputs)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        upscaler = load_upscaler(args)
+    except Exception as exc:  # missing weights, bad card, no CUDA, unwritable folder: say it, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    from tqdm import tqdm
+
+    from model.images import ImageDecodeError, decode_image, encode_png, resize_lanczos
+
+    written: dict[str, Path] = {}
+    bar = tqdm(files, desc=f"upscale ({upscaler.device}, {upscaler.precision})", unit="img", file=sys.stderr)
+    for path in bar:
+        bar.set_postfix_str(path.name)
+        target = args.out / f"{path.stem}.png"
+        try:
+            if target.name in written:
+                raise ValueError(f"would overwrite {target} written for {written[target.name]}")
+            pixels = decode_image(path.read_bytes())
+            out = upscaler.upscale(pixels)
+            if print_in:
+                size = fit_to_print(out.shape[1], out.shape[0], print_in, dpi)
+                out = resize_lanczos(out, size)
+            _write_atomic(target, encode_png(out, dpi=(dpi, dpi) if dpi else None))
+            written[target.name] = path
+        except KeyboardInterrupt:
+            raise
+        except ImageDecodeError as exc:
+            tqdm.write(f"error: {path}: not a usable image: {exc}", file=sys.stderr)
+            failed += 1
+        except Exception as exc:  # one bad file must not stop the batch; report it and go on
+            tqdm.write(f"error: {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            failed += 1
+    bar.close()
+    print(f"{len(written)} written to {args.out}, {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def collect_inputs(inputs: list[Path]) -> tuple[list[Path], int]:
+    """Files as given, folders expanded to their images (sorted); missing paths count as failures."""
+    files, missing = [], 0
+    for item in inputs:
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            files.append(item)
+        else:
+            print(f"error: {item}: no such file or folder", file=sys.stderr)
+            missing += 1
+    return files, missing
+
+
+def load_upscaler(args: argparse.Namespace):
+    from model.upscaler import Upscaler
+
+    return Upscaler.from_weights(args.weights, device=args.device, tile=args.tile, precision=args.precision)
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    """Write beside the target then rename, so an interrupted run never leaves a half PNG."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
