@@ -145,12 +145,8 @@ def time_rows(rows: dict, img: np.ndarray, runs: int) -> dict:
 
 
 def speed_table(base: Upscaler, args) -> str:
-    kinds = {"fp32 eager (NCHW)": "fp32_eager", "fp32 channels_last, fused+prepacked": "fp32_cl",
-             "bf16 channels_last, fused+prepacked": "bf16_cl"}
-    if not args.no_ort:
-        kinds["fp32 onnxruntime"] = "fp32_ort"
-    if not args.no_compile:
-        kinds |= {"fp32 torch.compile": "fp32_compile", "bf16 torch.compile": "bf16_compile"}
+    kinds = path_kinds(args, {"fp32 eager (NCHW)": "fp32_eager", "fp32 channels_last, fused+prepacked": "fp32_cl",
+                              "bf16 channels_last, fused+prepacked": "bf16_cl"})
     rows = {}
     for label, kind in kinds.items():
         try:
@@ -168,6 +164,16 @@ def speed_table(base: Upscaler, args) -> str:
     for name, v in mps.items():
         lines.append(f"| {name} | {v:.1f} | {v / peer:.2f} |" if peer else f"| {name} | {v:.1f} | – |")
     return "\n".join(lines)
+
+
+def path_kinds(args, eager: dict[str, str]) -> dict[str, str]:
+    """Row label → variant kind: the given eager paths, then the optional backends the flags leave in."""
+    kinds = dict(eager)
+    if not args.no_ort:
+        kinds["fp32 onnxruntime"] = "fp32_ort"
+    if not args.no_compile:
+        kinds |= {"fp32 torch.compile": "fp32_compile", "bf16 torch.compile": "bf16_compile"}
+    return kinds
 
 
 def _default_precision() -> str:
@@ -189,12 +195,8 @@ def psnr_table(base: Upscaler, limit: int, args) -> str:
     hrs = [D.seed_hr(D.decode(p)) for p in files]
     lrs = [np.clip(np.rint(pyramid_reduce(h, downscale=4, channel_axis=-1) * 255), 0, 255).astype(np.uint8)
            for h in hrs]
-    kinds = {"fp32 channels_last, fused+prepacked": "fp32_cl", "fp32 eager (NCHW)": "fp32_eager",
-             "bf16 channels_last, fused+prepacked": "bf16_cl"}
-    if not args.no_ort:
-        kinds["fp32 onnxruntime"] = "fp32_ort"
-    if not args.no_compile:
-        kinds |= {"fp32 torch.compile": "fp32_compile", "bf16 torch.compile": "bf16_compile"}
+    kinds = path_kinds(args, {"fp32 channels_last, fused+prepacked": "fp32_cl", "fp32 eager (NCHW)": "fp32_eager",
+                              "bf16 channels_last, fused+prepacked": "bf16_cl"})
     lines = [f"| path | val Y-PSNR (dB, {len(files)} faces) | Δ vs fp32 (dB) | max |Δ| 8-bit levels |",
              "|---|---:|---:|---:|"]
     ref_out = ref_psnr = None

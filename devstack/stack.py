@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -50,15 +50,27 @@ def _local_port(service: str, previous: dict, running: bool) -> int:
     return free_port(10000 if service == "s3" else None, preferred=PREFERRED_PORTS[service])
 
 
-def _postgres(env: Mapping[str, str], local_dir: Path, previous: dict, use_system: bool) -> Decision:
-    given, note = env.get("DATABASE_URL"), ""
+def _given_or_system(service: str, variable: str, env: Mapping[str, str], use_system: bool,
+                     reachable: Callable[[str], bool], shown: Callable[[str], str]) -> tuple[Decision | None, str]:
+    """The configured URL when it answers, else the machine's own server on its default URL when that
+    answers (and may be used); otherwise no decision, with a note on why the configured one was passed over."""
+    given, note = env.get(variable), ""
     if given:
-        if probe.postgres_reachable(given):
-            return Decision("postgres", "env", {"DATABASE_URL": given}, True)
-        note = f"DATABASE_URL={make_url(given).render_as_string()} does not answer"
+        if reachable(given):
+            return Decision(service, "env", {variable: given}, True), ""
+        note = f"{variable}={shown(given)} does not answer"
+    system = default(variable.lower())
+    if use_system and system != given and reachable(system):
+        return Decision(service, "system", {variable: system}, True, note=note), note
+    return None, note
+
+
+def _postgres(env: Mapping[str, str], local_dir: Path, previous: dict, use_system: bool) -> Decision:
+    found, note = _given_or_system("postgres", "DATABASE_URL", env, use_system, probe.postgres_reachable,
+                                   lambda url: make_url(url).render_as_string())
+    if found:
+        return found
     system = default("database_url")
-    if use_system and system != given and probe.postgres_reachable(system):
-        return Decision("postgres", "system", {"DATABASE_URL": system}, True, note=note)
     root, database, port = local_dir / "postgres", make_url(system).database, previous.get("port")
     # Ours is running when its pid file names this port (line 4) and it lets us in.
     pid_file = root / "data" / "postmaster.pid"
@@ -70,14 +82,9 @@ def _postgres(env: Mapping[str, str], local_dir: Path, previous: dict, use_syste
 
 
 def _redis(env: Mapping[str, str], local_dir: Path, previous: dict, use_system: bool) -> Decision:
-    given, note = env.get("REDIS_URL"), ""
-    if given:
-        if probe.redis_reachable(given):
-            return Decision("redis", "env", {"REDIS_URL": given}, True)
-        note = f"REDIS_URL={given} does not answer"
-    system = default("redis_url")
-    if use_system and system != given and probe.redis_reachable(system):
-        return Decision("redis", "system", {"REDIS_URL": system}, True, note=note)
+    found, note = _given_or_system("redis", "REDIS_URL", env, use_system, probe.redis_reachable, str)
+    if found:
+        return found
     port = previous.get("port")
     running = bool(port and probe.redis_reachable(f"redis://127.0.0.1:{port}/0"))
     port = _local_port("redis", previous, running)
