@@ -98,6 +98,9 @@ def train(cfg: dict, out: Path, resume: bool = False, epochs: int | None = None,
     np.random.seed(seed)
 
     net = ESPCN(ESPCNConfig.from_dict(cfg["model"]))
+    bf16 = cfg["train"]["precision"] == "bf16"
+    if bf16:  # NHWC lets oneDNN run the bf16 convolutions without layout copies
+        net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=float(cfg["train"]["lr"]),
                            weight_decay=float(cfg["train"]["weight_decay"]))
     start_epoch, history, train_time, train_cpu = 0, [], 0.0, 0.0
@@ -141,7 +144,9 @@ def train(cfg: dict, out: Path, resume: bool = False, epochs: int | None = None,
         for k, (x, y) in enumerate(bar):
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch * spe + k, total, cfg)
-            loss = crit(net(x), y)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                sr = net(x.contiguous(memory_format=torch.channels_last) if bf16 else x)
+            loss = crit(sr.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if clip:

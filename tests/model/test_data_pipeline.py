@@ -127,6 +127,8 @@ def test_shipped_model_beats_bicubic_on_val():
     hrs = E.val_hrs(50)
     sets = E.make_eval_set(hrs, ("pyramid", "area", "area_jpeg60"), seed=0)
     res = E.evaluate_net(net, card["color"], hrs=hrs, sets=sets, with_ssim=False)
-    assert res["pyramid"]["delta_psnr_vs_bicubic"] > 2.5, res
-    assert res["area_jpeg60"]["delta_psnr_vs_bicubic"] > 0.5, res
-    assert res["area"]["delta_psnr_vs_bicubic"] > 1.0, res
+    # 1.1.0 scores +2.99 / +1.05 / +2.43 on these 50 faces; the floors catch a wrong or stale weights file
+    # (1.0.0: +2.82 / +0.88 / +2.33 on 1000) with room for floating-point differences between CPUs.
+    assert res["pyramid"]["delta_psnr_vs_bicubic"] > 2.9, res
+    assert res["area_jpeg60"]["delta_psnr_vs_bicubic"] > 0.95, res
+    assert res["area"]["delta_psnr_vs_bicubic"] > 2.0, res
