@@ -25,6 +25,8 @@ def service_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """`celery -A worker.app worker --pool solo` in a subprocess, logging to a file."""
 
+    celery_app = "worker.app"  # subclasses name a test app with a sabotaged decoder or model
+
     def __init__(self, settings: Settings, log_path: Path, name: str = "test"):
         self.settings, self.log_path, self.name = settings, log_path, name
         self.proc: subprocess.Popen | None = None
@@ -46,7 +48,7 @@ class WorkerProcess:
 
     def _spawn(self, log) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "solo",
+            [sys.executable, "-m", "celery", "-A", self.celery_app, "worker", "--pool", "solo",
              "--loglevel", "INFO", "--hostname", f"{self.name}@%h", "--without-mingle", "--without-gossip"],
             cwd=ROOT, env=service_env(self.settings), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)

@@ -4,8 +4,6 @@ Celery worker process. Every file gets a clear 4xx or a correct result; no 5xx; 
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -21,7 +19,7 @@ from shared.storage import original_key
 from tests.conftest import authed
 from tests.hostile.corpus import Case, build
 from tests.imagegen import post_image
-from tests.processes import ROOT, WorkerProcess, service_env
+from tests.processes import WorkerProcess
 
 DECODE_TIMEOUT = 3  # the hostile worker's DECODE_TIMEOUT_SECONDS: its hanging decoder is stopped after this
 # Refused files planted in storage behind the API's back (a damaged object, or an API bug): the worker
@@ -39,12 +37,7 @@ PLANTED = ["empty/zero-bytes", "not-an-image/html", "not-an-image/random-bytes",
 class HostileWorker(WorkerProcess):
     """The real worker whose decoder aborts or hangs on the corpus's two marker sizes."""
 
-    def _spawn(self, log) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.hostile.hostile_worker", "worker", "--pool", "solo",
-             "--loglevel", "INFO", "--hostname", f"{self.name}@%h", "--without-mingle", "--without-gossip"],
-            cwd=ROOT, env=service_env(self.settings), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+    celery_app = "tests.hostile.hostile_worker"
 
 
 @pytest.fixture(scope="module")
