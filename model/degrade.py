@@ -165,22 +165,15 @@ def degrade_pair(hr: np.ndarray, cfg: dict | None, rng: np.random.Generator,
     exact skimage protocol, unquantised like the study; ``{"mode": "mix", ...}`` samples a random
     chain (keys as in ``DEFAULT_MIX``; missing keys take those defaults).
     """
-    cfg = dict(cfg or {"mode": "pyramid"})
-    mode = cfg.get("mode", "pyramid")
+    c = describe(cfg)
+    mode = c.get("mode", "pyramid")
     if mode in DOWNSCALERS:
         lr = DOWNSCALERS[mode](hr, scale)
-        if cfg.get("quantize", False):
+        if c.get("quantize", False):
             lr = quantize(lr).astype(np.float32) / 255.0
         return hr, np.clip(lr, 0, 1).astype(np.float32)
     if mode != "mix":
         raise ValueError(f"unknown degrade mode {mode!r}")
-    c = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_MIX.items()}
-    for k, v in cfg.items():
-        if isinstance(v, dict) and isinstance(c.get(k), dict):
-            c[k].update(v)
-        else:
-            c[k] = v
-
     if rng.random() < c["gray"]["p"]:
         hr = grayscale(hr)
     x = hr
@@ -201,14 +194,15 @@ def degrade_pair(hr: np.ndarray, cfg: dict | None, rng: np.random.Generator,
 
 
 def describe(cfg: dict | None) -> dict:
-    """The degradation section as it will be recorded in a model card (defaults filled in)."""
+    """The degradation config with its defaults filled in: what `degrade_pair` applies and what a model
+    card records. A "mix" takes each missing key, and each missing field of a partial one, from DEFAULT_MIX."""
     cfg = dict(cfg or {"mode": "pyramid"})
-    if cfg.get("mode") == "mix":
-        full = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_MIX.items()}
-        for k, v in cfg.items():
-            if isinstance(v, dict) and isinstance(full.get(k), dict):
-                full[k].update(v)
-            else:
-                full[k] = v
-        return full
-    return cfg
+    if cfg.get("mode") != "mix":
+        return cfg
+    full = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_MIX.items()}
+    for k, v in cfg.items():
+        if isinstance(v, dict) and isinstance(full.get(k), dict):
+            full[k].update(v)
+        else:
+            full[k] = v
+    return full
