@@ -1,7 +1,8 @@
-"""`python -m bench speed|chaos [args]` (what `make bench BENCH_ARGS="..."` runs).
+"""`python -m bench speed|chaos|train_step [args]` (what `make bench BENCH_ARGS="..."` runs).
 
 - speed: CPU output megapixels/s of the shipped model's inference paths vs the OpenCV ESPCN peer.
 - chaos: N jobs, K kill -9s and a Redis restart; lost / finished twice / recovery time.
+- train_step: training step time, fp32 vs the bf16 forward.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import runpy
 import sys
 from pathlib import Path
 
-BENCHES = {"speed": "speed.py", "chaos": "chaos.py"}
+BENCHES = {"speed": "speed.py", "chaos": "chaos.py", "train_step": "train_step.py"}
 
 
 def main() -> int:

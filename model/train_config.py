@@ -46,7 +46,8 @@ DEFAULTS: dict = {
         "charbonnier_eps": 1e-3,
         "grad_clip": None,
         # bf16 = forward under torch.autocast(bfloat16) with fp32 master weights, loss and optimizer
-        # state: 2.1x the fp32 step rate on AVX512-BF16 CPUs (70 vs 145 ms per batch of 16, 111k net).
+        # state: 2.4x the fp32 step rate on AVX512-BF16 CPUs (64 vs 153 ms per batch of 16, espcn_x4 net;
+        # python bench/train_step.py).
         "precision": "fp32",  # fp32 | bf16
     },
     "eval": {"every": 1, "final_limit": 1000, "final_ssim": True},
