@@ -10,17 +10,14 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import shared.accounts  # noqa: F401  (registers partners, api_keys)
-import shared.idempotency  # noqa: F401
-import shared.webhooks  # noqa: F401
-from shared.models import Base
 from shared.settings import get_settings
+from shared.tables import metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def database_url() -> str:

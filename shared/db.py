@@ -5,6 +5,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+import shared.tables  # noqa: F401  (every table on the metadata, whichever process this is)
+
 
 def make_engine(url: str) -> Engine:
     # pool_pre_ping: a Postgres restart must not surface as an error on the next request.
