@@ -14,6 +14,7 @@ from flask import Flask
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import logs
 from shared.db import make_engine, make_session_factory
 from shared.queue import make_celery
 from shared.settings import Settings, get_settings
@@ -44,6 +45,7 @@ def configured_model(settings: Settings) -> dict:
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
+    logs.configure()
     app = Flask(__name__)
     # Werkzeug answers 413 itself past this size, before the body is read.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
@@ -52,12 +54,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings, engine=engine, sessions=make_session_factory(engine),
         storage=Storage(settings), celery=make_celery(settings), model=configured_model(settings))
 
-    from api import admin, auth, cli, errors, health, jobs, limits, openapi
+    from api import admin, auth, cli, errors, health, jobs, limits, listing, openapi
 
     errors.register(app)
     auth.register(app)  # before the limiter's hook, so limits are counted per key
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(listing.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(openapi.bp)
     limits.install(app, settings)

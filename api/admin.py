@@ -12,9 +12,9 @@ from sqlalchemy import String, cast, func, or_, select
 
 from shared import lifecycle
 from shared.errors import InvalidRequest, JobNotFound, JobNotRequeueable
-from shared.models import Job, JobStatus
+from shared.models import Job, JobEvent, JobStatus
 from shared.queue import publish_upscale
-from shared.validation import bounded_int, optional_text
+from shared.validation import bounded_int, json_object, optional_text
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
 MAX_PER_PAGE = 200
@@ -25,7 +25,8 @@ def _services():
 
 
 def job_filter(args) -> list:
-    """WHERE clauses from `status`, `since` (ISO 8601, on created_at) and `q` (id prefix or error text)."""
+    """WHERE clauses from `status`, `since` (ISO 8601, on created_at) and `q`: an id prefix, an error code,
+    or text in the partner-facing error or in any event's internal error detail."""
     clauses = []
     status = optional_text(args.get("status"), "status", 16)
     if status:
@@ -43,7 +44,9 @@ def job_filter(args) -> list:
     q = (optional_text(args.get("q"), "q", 200) or "").strip()
     if q:
         like = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        clauses.append(or_(cast(Job.id, String).like(f"{like}%"), Job.error.ilike(f"%{like}%")))
+        in_events = select(JobEvent.id).where(JobEvent.job_id == Job.id, JobEvent.error.ilike(f"%{like}%")).exists()
+        clauses.append(or_(cast(Job.id, String).like(f"{like}%"), Job.error.ilike(f"%{like}%"),
+                           Job.error_code == q, in_events))
     return clauses
 
 
@@ -80,12 +83,9 @@ def show_job(job_id: str):
 
 
 def _body() -> dict:
-    body = request.get_json(silent=True)
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise InvalidRequest("the body must be a JSON object")
-    return body
+    """The JSON object sent, {} for an empty body; malformed, too deep or not an object → 400."""
+    data = request.get_data(cache=True)
+    return json_object(data) if data else {}
 
 
 def _actor(body: dict) -> str:

@@ -5,7 +5,8 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Enum, ForeignKey, Identity, Integer, MetaData, String, Text, func
+from sqlalchemy import (BigInteger, Boolean, DateTime, Enum, ForeignKey, Identity, Index, Integer, MetaData,
+                        String, Text, func, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Stable constraint names so Alembic autogenerate and hand-written migrations agree.
@@ -40,6 +41,9 @@ def status_enum(name: str = "job_status") -> Enum:
 
 class Job(Base):
     __tablename__ = "jobs"
+    # A partner's jobs newest first, for GET /v1/jobs and its keyset cursor (api/listing.py).
+    __table_args__ = (Index("ix_jobs_partner_id_created_at_id", "partner_id", text("created_at DESC"),
+                            text("id DESC")),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     status: Mapped[JobStatus] = mapped_column(status_enum(), default=JobStatus.QUEUED, index=True)
@@ -74,7 +78,10 @@ class Job(Base):
     result_key: Mapped[str | None] = mapped_column(String(255))
     output_width: Mapped[int | None] = mapped_column(Integer)
     output_height: Mapped[int | None] = mapped_column(Integer)
+    # What a partner may see of a failure: the message and its stable code (shared/failures.py). The
+    # internal detail is in job_events.
     error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(32))
     model_name: Mapped[str | None] = mapped_column(String(64))
     model_version: Mapped[str | None] = mapped_column(String(64))
 
@@ -98,6 +105,7 @@ class Job(Base):
             "output": ({"width": self.output_width, "height": self.output_height}
                        if self.output_width is not None else None),
             "error": self.error,
+            "error_code": self.error_code,
             "model": ({"name": self.model_name, "version": self.model_version}
                       if self.model_name else None),
         }

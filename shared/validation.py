@@ -1,10 +1,12 @@
-"""Checks for caller-supplied text and numbers, shared by the API and the operator CLI.
+"""Checks for caller-supplied text, numbers and JSON bodies, shared by the API and the operator CLI.
 
 Postgres text cannot hold NUL, and control characters have no business in a reason, a filter or a
-URL: they are refused here as a 400 naming the field, never passed down to become a 500.
+URL: they are refused here as a 400 naming the field, never passed down to become a 500. So is a
+JSON body that is malformed or nested deeper than the decoder can recurse (a RecursionError).
 """
 from __future__ import annotations
 
+import json
 import re
 
 from shared.errors import InvalidRequest
@@ -38,3 +40,26 @@ def bounded_int(value, field: str, lo: int, hi: int, default: int) -> int:
     if not lo <= number <= hi:
         raise InvalidRequest(f"{field} must be between {lo} and {hi}", field=field)
     return number
+
+
+def json_object(data: bytes) -> dict:
+    """A request body → the JSON object it holds; malformed, too deeply nested or not an object → 400."""
+    try:
+        value = json.loads(data, parse_constant=_no_constant)
+    except RecursionError:  # e.g. 50,000 '[': the decoder recurses once per level
+        raise InvalidRequest("the body nests too deeply", field="body") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                             field="body") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body is not valid JSON: it is not UTF-8 text", field="body") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer of more than 4300 digits
+        detail = str(exc).split(";")[0]
+        raise InvalidRequest(f"the body is not valid JSON: {detail}", field="body") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("the body must be a JSON object", field="body")
+    return value
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")

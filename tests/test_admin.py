@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from shared import lifecycle
+from shared.failures import failure
 from shared.models import Job, JobStatus
 from tests.conftest import authed
 from tests.imagegen import encode, post_image, synthetic_portrait
@@ -35,7 +36,7 @@ def fail(app, job_id: str, error: str = "model exploded") -> None:
     sessions = app.extensions["portraits"].sessions
     with sessions() as s, s.begin():
         job = lifecycle.claim(s, uuid.UUID(job_id), "w", 30)
-        lifecycle.fail_or_retry(s, job, error, permanent=True, backoff=0)
+        lifecycle.fail_or_retry(s, job, failure("image_undecodable"), detail=error, backoff=0)
 
 
 def queue_length(app) -> int:
@@ -146,3 +147,43 @@ def test_operator_cli(admin_app, admin):
     assert "requeued" in requeued.output
     swept = runner.invoke(args=["jobs", "sweep"])
     assert swept.exit_code == 0 and "expired leases" in swept.output
+
+
+BAD_BODIES = [  # (body, what the message must say)
+    (b'{"reason": "model fixed"', "the body is not valid JSON: Expecting ',' delimiter at line 1 column 25"),
+    (b"reason=model+fixed", "the body is not valid JSON: Expecting value at line 1 column 1"),
+    (b"[" * 50_000, "the body nests too deeply"),  # a RecursionError in the decoder: was a 500
+    (b'{"reason": ' * 50_000, "the body nests too deeply"),
+    (b'["model fixed"]', "the body must be a JSON object"),
+    (b'"model fixed"', "the body must be a JSON object"),
+    (b"null", "the body must be a JSON object"),
+    (b'{"reason": "x", "limit": NaN}', "the body is not valid JSON: NaN is not a JSON number"),
+    (b'{"reason": "\xff"}', "the body is not valid JSON: it is not UTF-8 text"),
+    (b'{"limit": ' + b"9" * 5000 + b"}", "the body is not valid JSON: Exceeds the limit (4300 digits)"),
+]
+
+
+@pytest.mark.parametrize("body, message", BAD_BODIES, ids=[repr(b[:24]) for b, _ in BAD_BODIES])
+@pytest.mark.parametrize("route", ["one", "bulk"])
+def test_a_body_that_is_not_a_json_object_is_400(admin, admin_app, route, body, message):
+    """Malformed JSON used to be read as {} (a requeue with no reason), and deep nesting was a 500."""
+    job_id = submit(admin)
+    fail(admin_app, job_id)
+    path = f"/v1/admin/jobs/{job_id}/requeue" if route == "one" else "/v1/admin/jobs/requeue"
+    response = admin.post(path, headers=AUTH, data=body, content_type="application/json")
+    assert response.status_code == 400, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_request" and error["field"] == "body"
+    assert error["message"].startswith(message), error["message"]
+    with admin_app.extensions["portraits"].sessions() as s:
+        assert s.get(Job, uuid.UUID(job_id)).status is JobStatus.FAILED  # nothing was requeued
+
+
+def test_an_empty_body_is_an_empty_object(admin, admin_app):
+    job_id = submit(admin)
+    fail(admin_app, job_id)
+    response = admin.post(f"/v1/admin/jobs/{job_id}/requeue", headers=AUTH, data=b"",
+                          content_type="application/json")
+    assert response.status_code == 200 and response.get_json()["status"] == "queued"
+    response = admin.post("/v1/admin/jobs/requeue", headers=AUTH)
+    assert response.status_code == 400 and response.get_json()["error"]["field"] == "reason"

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from api.openapi import load_document
 from shared import lifecycle
+from shared.failures import failure
 from shared.storage import result_key
 from tests.conftest import authed
 from tests.imagegen import encode, post_image, synthetic_portrait
@@ -114,7 +115,7 @@ def make_jobs(app, partner_headers: dict[str, str]) -> dict[str, str]:
                 assert lifecycle.succeed(session, job, result_key=result_key(job.partner_id, job.id),
                                          output_width=64, output_height=64)
             elif state == "failed":
-                lifecycle.fail_or_retry(session, job, "CUDA out of memory", permanent=True, backoff=0)
+                lifecycle.fail_or_retry(session, job, failure("image_undecodable"), detail="test", backoff=0)
     return ids
 
 
@@ -270,3 +271,23 @@ def test_malformed_input_is_400_not_5xx(app, keys, role, method, path, body):
         response = getattr(client, method)(path, **({"json": body} if body is not None else {}))
     assert response.status_code == 400, (response.status_code, response.get_json())
     assert response.get_json()["error"]["code"] == "invalid_request"
+
+
+def test_listing_pages_and_bodies_that_are_not_json_objects_conform(app, keys):
+    """What the fuzzer seldom sends: a page with a next_cursor, an edited cursor, and admin bodies that
+    are malformed JSON, nested past the decoder's recursion limit, or not an object (all 400, not 500)."""
+    partner_key, admin_key = keys(partner="acme")[0], keys(admin=True)[0]
+    partner, admin = authed(app, partner_key), authed(app, admin_key)
+    jobs = make_jobs(app, {"Authorization": f"Bearer {partner_key}"})
+    response = partner.get("/v1/jobs?limit=2")
+    assert response.status_code == 200 and response.get_json()["next_cursor"]
+    conforms(app, "GET", "/v1/jobs", response)
+    response = partner.get(f"/v1/jobs?cursor={response.get_json()['next_cursor']}x")
+    assert response.status_code == 400 and response.get_json()["error"]["field"] == "cursor"
+    conforms(app, "GET", "/v1/jobs", response)
+    for body in (b'{"reason": ', b"[" * 50_000, b'["reason"]'):
+        for path in (f"/v1/admin/jobs/{jobs['failed']}/requeue", "/v1/admin/jobs/requeue"):
+            response = admin.post(path, data=body, content_type="application/json")
+            assert response.status_code == 400, (path, body[:10], response.status_code)
+            assert response.get_json()["error"]["field"] == "body"
+            conforms(app, "POST", path, response)
