@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth import principal
 from api.uploads import read_upload
-from shared import idempotency, lifecycle
+from shared import idempotency, lifecycle, uploads
 from shared.errors import (DependencyUnavailable, IdempotencyConflict, IdempotencyInProgress, InvalidRequest,
                            JobNotCancellable, JobNotFound, ResultNotReady)
 from shared.models import Job, JobStatus
@@ -51,6 +51,10 @@ def _created(body: dict, status: int):
 
 @bp.post("")
 def submit():
+    """Exactly once from the client's view. Until the job row is committed, any failure answers 503
+    and leaves nothing (the Idempotency-Key is released, the original deleted or left to the sweeper);
+    once it is committed, the answer is 202 with the job whatever fails afterwards (a publish that
+    fails is the sweeper's to redo), so a client never retries a job that exists."""
     services, me = _services(), principal()
     settings = services.settings
     callback_url = request.form.get("callback_url") or me.callback_url
@@ -59,65 +63,106 @@ def submit():
     upload = read_upload(request.files.get("image"), settings)
 
     key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        if not 1 <= len(key) <= 255:
-            raise InvalidRequest("Idempotency-Key must be 1 to 255 characters", field="Idempotency-Key")
-        fingerprint = idempotency.request_fingerprint(upload.data, callback_url)
-        with services.sessions() as session, session.begin():
-            existing = idempotency.reserve(session, me.partner_id, key, fingerprint)
-        if existing is not None:
-            if existing.request_hash != fingerprint:
-                raise IdempotencyConflict("this Idempotency-Key was already used with a different request",
-                                          field="Idempotency-Key")
-            if existing.response_body is None:
-                raise IdempotencyInProgress("a request with this Idempotency-Key is still being processed; "
-                                            "retry shortly", field="Idempotency-Key")
-            return _created(existing.response_body, 200)  # the replay: same job, original body
+    if key is not None and not 1 <= len(key) <= 255:
+        raise InvalidRequest("Idempotency-Key must be 1 to 255 characters", field="Idempotency-Key")
+    fingerprint = idempotency.request_fingerprint(upload.data, callback_url) if key is not None else None
+    job = _new_job(upload, callback_url)
+
+    # One transaction: hold the key (if any) and note the original we are about to store.
     try:
-        body = _create_job(upload, callback_url)
-    except BaseException:
-        if key is not None:
-            with services.sessions() as session, session.begin():
-                idempotency.release(session, me.partner_id, key)
-        raise
-    if key is not None:
         with services.sessions() as session, session.begin():
-            idempotency.complete(session, me.partner_id, key, uuid.UUID(body["id"]), 202, body)
+            existing = (idempotency.reserve(session, me.partner_id, key, fingerprint,
+                                            settings.idempotency_lock_seconds) if key is not None else None)
+            if existing is None:
+                uploads.record(session, job.input_key)
+    except SQLAlchemyError as exc:
+        raise DependencyUnavailable("the job database is unavailable; try again shortly") from exc
+    if existing is not None:
+        if existing.request_hash != fingerprint:
+            raise IdempotencyConflict("this Idempotency-Key was already used with a different request",
+                                      field="Idempotency-Key")
+        if existing.response_body is None:
+            raise IdempotencyInProgress("a request with this Idempotency-Key is still being processed; "
+                                        "retry shortly", field="Idempotency-Key")
+        return _created(existing.response_body, 200)  # the replay: same job, original body
+
+    try:
+        body = _store_and_insert(job, upload, key)
+    except BaseException:
+        _undo_submit(job, key)
+        raise
+    _publish(job.id)  # never raises: the job is committed, the client must get it
     return _created(body, 202)
 
 
-def _create_job(upload, callback_url: str | None) -> dict:
+def _new_job(upload, callback_url: str | None) -> Job:
     services, me = _services(), principal()
-    settings = services.settings
     job = Job(id=uuid.uuid4(), status=JobStatus.QUEUED, partner_id=me.partner_id, callback_url=callback_url,
               input_content_type=upload.content_type, input_width=upload.width, input_height=upload.height,
-              attempts=0, attempts_allowed=settings.max_attempts, cancel_requested=False,
+              attempts=0, attempts_allowed=services.settings.max_attempts, cancel_requested=False,
               model_name=services.model["name"], model_version=services.model["version"])
     job.input_key = original_key(me.partner_id, job.id)
+    return job
 
-    # Store the original first: a row must never point at a missing object. If the row cannot be
-    # written, the object is removed again, so a failed submit leaves nothing behind.
+
+def _store_and_insert(job: Job, upload, key: str | None) -> dict:
+    """Store the original, then insert the row, settle the pending upload and complete the key in one
+    transaction: the job exists with its idempotent answer recorded, or none of it does."""
+    services, me = _services(), principal()
+    # The original first: a row must never point at a missing object.
     try:
         services.storage.put(job.input_key, upload.data, upload.content_type)
     except Exception as exc:
-        log.exception("storing the original failed")
+        log.warning("storing the original of job %s failed (%s)", job.id, type(exc).__name__)
         raise DependencyUnavailable("object storage is unavailable; try again shortly") from exc
     try:
         with services.sessions() as session, session.begin():
             lifecycle.create(session, job, actor=f"key:{me.name}")
+            uploads.settle(session, job.input_key)
+            session.refresh(job)  # created_at and the other server defaults, for the answer
+            body = job.to_dict()
+            if key is not None:
+                idempotency.complete(session, me.partner_id, key, job.id, 202, body)
     except SQLAlchemyError as exc:
-        _delete_quietly(job.input_key)
         raise DependencyUnavailable("the job database is unavailable; try again shortly") from exc
+    return body
 
-    # Publish only after the commit, so the task always finds its row. If Redis is down the job is
-    # still accepted: it stays queued with enqueued_at NULL and the sweeper publishes it later.
+
+def _undo_submit(job: Job, key: str | None) -> None:
+    """After a failed submit: free the key and delete the original, unless the row was committed after
+    all (a COMMIT whose answer was lost). Best effort and never raising: what cannot be undone now (the
+    database is down) is undone later: an unfinished key can be taken over after
+    IDEMPOTENCY_LOCK_SECONDS, and the sweeper deletes the original after ORPHAN_UPLOAD_GRACE_SECONDS."""
+    services, me = _services(), principal()
     try:
-        publish_upscale(services.celery, job.id)
         with services.sessions() as session, session.begin():
-            lifecycle.mark_published(session, [job.id])
-    except Exception:
-        log.warning("publishing job %s failed; the sweeper will publish it", job.id, exc_info=True)
-    return _load(job.id).to_dict()
+            if session.get(Job, job.id) is not None:
+                return
+            if key is not None:
+                idempotency.release(session, me.partner_id, key)
+        services.storage.delete(job.input_key)
+        with services.sessions() as session, session.begin():
+            uploads.forget(session, job.input_key)
+    except Exception as exc:
+        log.warning("could not undo the failed submit of job %s now (%s); the sweeper will",
+                    job.id, type(exc).__name__)
+
+
+def _publish(job_id: uuid.UUID) -> None:
+    """Publish after the commit, so the task always finds its row. If Redis or the bookkeeping fails,
+    the job stays queued with enqueued_at NULL and the sweeper publishes it (twice at worst: harmless,
+    the claim is conditional)."""
+    services = _services()
+    try:
+        publish_upscale(services.celery, job_id)
+    except Exception as exc:
+        log.warning("publishing job %s failed (%s); the sweeper will publish it", job_id, type(exc).__name__)
+        return
+    try:
+        with services.sessions() as session, session.begin():
+            lifecycle.mark_published(session, [job_id])
+    except Exception as exc:
+        log.warning("recording that job %s was published failed (%s)", job_id, type(exc).__name__)
 
 
 @bp.get("/<job_id>")
@@ -147,10 +192,3 @@ def get_result(job_id: str):
                              status=job.status.value)
     url = _services().storage.presigned_get(job.result_key, download_name=f"portrait-{job.id}.png")
     return redirect(url, code=302)
-
-
-def _delete_quietly(key: str) -> None:
-    try:
-        _services().storage.delete(key)
-    except Exception:
-        log.exception("could not remove %s after a failed submit", key)

@@ -7,7 +7,7 @@ import hashlib
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, delete, func, select
+from sqlalchemy import DateTime, ForeignKey, Integer, String, and_, delete, func, select
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -35,11 +35,20 @@ def request_fingerprint(*parts: bytes | str | None) -> str:
     return digest.hexdigest()
 
 
-def reserve(session: Session, partner_id: uuid.UUID, key: str, request_hash: str) -> IdempotencyKey | None:
-    """Claim the key for this request. None if we got it; else the existing row (a replay)."""
+def reserve(session: Session, partner_id: uuid.UUID, key: str, request_hash: str,
+            lock_seconds: float) -> IdempotencyKey | None:
+    """Claim the key for this request. None if we got it; else the existing row (a replay, or a request
+    still in flight). A reservation left unfinished for `lock_seconds` belongs to a request that died
+    without releasing it (its process was killed, or the database went away before the release): this
+    request takes it over, so a key is never locked for its whole TTL."""
+    stmt = insert(IdempotencyKey).values(partner_id=partner_id, key=key, request_hash=request_hash)
+    abandoned = and_(IdempotencyKey.response_body.is_(None),
+                     IdempotencyKey.created_at < func.now() - timedelta(seconds=lock_seconds))
     inserted = session.execute(
-        insert(IdempotencyKey).values(partner_id=partner_id, key=key, request_hash=request_hash)
-        .on_conflict_do_nothing().returning(IdempotencyKey.key)).scalar_one_or_none()
+        stmt.on_conflict_do_update(index_elements=[IdempotencyKey.partner_id, IdempotencyKey.key],
+                                   set_={"request_hash": request_hash, "created_at": func.now()},
+                                   where=abandoned)
+        .returning(IdempotencyKey.key)).scalar_one_or_none()
     if inserted is not None:
         return None
     return session.get(IdempotencyKey, (partner_id, key), populate_existing=True)

@@ -10,15 +10,20 @@ duplicate actor matches no row and changes nothing.
 """
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, event, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared import webhooks
+from shared.failures import Failure, failure
 from shared.models import Job, JobEvent, JobStatus
+
+log = logging.getLogger("jobs")
+_TRANSITIONS = "portraits.transitions"  # session.info key: transitions to log once committed
 
 Q, R, OK, FAIL, CANCEL = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED,
                           JobStatus.CANCELLED)
@@ -32,6 +37,39 @@ def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | 
 
 def _event(session: Session, job: Job, frm: JobStatus | None, to: JobStatus, **fields) -> None:
     session.add(JobEvent(job_id=job.id, from_status=frm, to_status=to, attempt=job.attempts, **fields))
+    session.info.setdefault(_TRANSITIONS, []).append(_log_fields(job, frm, to, fields))
+
+
+def _log_fields(job: Job, frm: JobStatus | None, to: JobStatus, event_fields: dict) -> dict:
+    def ms(start, end):
+        return round((end - start).total_seconds() * 1000) if start and end else None
+
+    fields = {"job_id": str(job.id), "partner_id": str(job.partner_id) if job.partner_id else None,
+              "from": frm.value if frm else None, "to": to.value, "attempt": job.attempts,
+              "worker": event_fields.get("worker"), "actor": event_fields.get("actor"),
+              "error_code": job.error_code if to in (Q, FAIL) else None,
+              "reason": event_fields.get("reason")}
+    if to.is_terminal():
+        fields["run_ms"] = ms(job.started_at, job.finished_at) if frm is R else None
+        fields["total_ms"] = ms(job.created_at, job.finished_at)
+    elif to is R:
+        fields["waited_ms"] = ms(job.created_at, job.started_at)
+    return fields
+
+
+@event.listens_for(Session, "after_commit")
+def _log_committed_transitions(session: Session) -> None:
+    """One line per job transition, written only once it is committed (a rolled-back move never
+    happened). `extra` carries the same fields for structured log handlers."""
+    for fields in session.info.pop(_TRANSITIONS, []):
+        shown = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None and k not in ("job_id", "from", "to"))
+        log.info("job %s: %s → %s %s", fields["job_id"], fields["from"] or "new", fields["to"], shown,
+                 extra={"job": fields})
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back_transitions(session: Session) -> None:
+    session.info.pop(_TRANSITIONS, None)
 
 
 def _move(session: Session, job_id: uuid.UUID, frm: JobStatus, to: JobStatus, *where, values=None,
@@ -80,22 +118,25 @@ def _fenced(job: Job):
 
 
 def succeed(session: Session, job: Job, **values) -> bool:
-    done = dict(finished_at=func.now(), lease_expires_at=None, error=None, **values)
+    done = dict(finished_at=func.now(), lease_expires_at=None, error=None, error_code=None, **values)
     return _move(session, job.id, R, OK, *_fenced(job), values=done, event=dict(worker=job.worker)) is not None
 
 
-def fail_or_retry(session: Session, job: Job, error: str, *, permanent: bool, backoff: float) -> JobStatus | None:
-    """A failed attempt: permanent errors and the last allowed attempt fail the job; others requeue it
-    after `backoff` seconds. Returns the new status, or None if the job was no longer ours."""
-    common = dict(error=error[:2000], lease_expires_at=None)
-    if permanent or job.attempts >= job.attempts_allowed:
+def fail_or_retry(session: Session, job: Job, why: Failure, *, detail: str, backoff: float) -> JobStatus | None:
+    """A failed attempt: permanent failures and the last allowed attempt fail the job; others requeue
+    it after `backoff` seconds. The job shows partners only `why` (code and message); `detail` (the
+    exception, which may name buckets, keys or hosts) goes to the job's event for admins.
+    Returns the new status, or None if the job was no longer ours."""
+    common = dict(error=why.message, error_code=why.code, lease_expires_at=None)
+    noted = dict(worker=job.worker, error=f"{why.code}: {detail}"[:2000])
+    if why.permanent or job.attempts >= job.attempts_allowed:
         moved = _move(session, job.id, R, FAIL, *_fenced(job), values=dict(finished_at=func.now(), **common),
-                      event=dict(worker=job.worker, error=error[:2000]))
+                      event=noted)
         return FAIL if moved else None
     moved = _move(session, job.id, R, Q, *_fenced(job),
                   values=dict(next_attempt_at=func.now() + timedelta(seconds=backoff), enqueued_at=None,
                               worker=None, **common),
-                  event=dict(worker=job.worker, error=error[:2000], reason=f"retry in {backoff:.1f}s"))
+                  event=dict(noted, reason=f"retry in {backoff:.1f}s"))
     return Q if moved else None
 
 
@@ -123,41 +164,44 @@ def requeue(session: Session, job_id: uuid.UUID, actor: str, reason: str, max_at
         job = _move(session, job_id, frm, Q,
                     values=dict(attempts_allowed=Job.attempts + max_attempts, next_attempt_at=None,
                                 enqueued_at=None, cancel_requested=False, finished_at=None, error=None,
-                                result_key=None, output_width=None, output_height=None),
+                                error_code=None, result_key=None, output_width=None, output_height=None),
                     event=dict(actor=actor, reason=reason))
         if job is not None:
             return job
     return None
 
 
-def expire_leases(session: Session, backoff_base: float, backoff_cap: float) -> list[tuple[Job, JobStatus]]:
-    """Running jobs whose worker stopped renewing: cancelled if asked, failed if out of attempts,
-    else queued again. Each move is fenced, so a worker that comes back writes nothing."""
-    stale = session.execute(select(Job.id, Job.attempts, Job.attempts_allowed, Job.cancel_requested, Job.worker)
-                            .where(Job.status == R, Job.lease_expires_at < func.now())).all()
-    moved = []
-    for job_id, attempt, allowed, cancel, worker in stale:
-        fence = (Job.attempts == attempt, Job.lease_expires_at < func.now())
-        note = dict(worker=worker, error=f"worker {worker} stopped renewing its lease (lost or killed)")
-        if cancel:
-            job = _move(session, job_id, R, CANCEL, *fence, values=dict(finished_at=func.now()),
-                        event=dict(note, reason="lease expired after a cancel request"))
-            to = CANCEL
-        elif attempt >= allowed:
-            job = _move(session, job_id, R, FAIL, *fence,
-                        values=dict(finished_at=func.now(), error=f"{note['error']}; no attempts left"),
-                        event=note)
-            to = FAIL
-        else:
-            delay = backoff_seconds(attempt, backoff_base, backoff_cap)
-            job = _move(session, job_id, R, Q, *fence,
-                        values=dict(next_attempt_at=func.now() + timedelta(seconds=delay), enqueued_at=None,
-                                    worker=None, lease_expires_at=None, error=note["error"]),
-                        event=dict(note, reason=f"lease expired; retry in {delay:.1f}s"))
-            to = Q
-        if job is not None:
-            moved.append((job, to))
-    return moved
+def stale_leases(session: Session, limit: int = 500) -> list[uuid.UUID]:
+    """Running jobs whose worker stopped renewing its lease."""
+    return list(session.scalars(select(Job.id).where(Job.status == R, Job.lease_expires_at < func.now())
+                                .order_by(Job.lease_expires_at).limit(limit)))
+
+
+def expire_lease(session: Session, job_id: uuid.UUID, backoff_base: float,
+                 backoff_cap: float) -> tuple[Job, JobStatus] | None:
+    """A running job whose lease expired: cancelled if asked, failed if out of attempts, else queued
+    again. Fenced on the attempt and the expiry, so a worker that comes back writes nothing, and a
+    lease renewed in the meantime is left alone. None when nothing moved."""
+    row = session.execute(select(Job.attempts, Job.attempts_allowed, Job.cancel_requested, Job.worker)
+                          .where(Job.id == job_id)).one_or_none()
+    if row is None:
+        return None
+    attempt, allowed, cancel, worker = row
+    fence = (Job.attempts == attempt, Job.lease_expires_at < func.now())
+    lost = failure("worker_lost")
+    note = dict(worker=worker, error=f"worker_lost: worker {worker} stopped renewing its lease (killed or lost)")
+    if cancel:
+        to, values, note = CANCEL, dict(finished_at=func.now()), dict(note, reason="lease expired after a cancel request")
+    elif attempt >= allowed:
+        to, values = FAIL, dict(finished_at=func.now(), error=lost.message, error_code=lost.code)
+    else:
+        delay = backoff_seconds(attempt, backoff_base, backoff_cap)
+        to = Q
+        values = dict(next_attempt_at=func.now() + timedelta(seconds=delay), enqueued_at=None, worker=None,
+                      lease_expires_at=None, error=lost.message, error_code=lost.code)
+        note = dict(note, reason=f"lease expired; retry in {delay:.1f}s")
+    job = _move(session, job_id, R, to, *fence, values=values, event=note)
+    return (job, to) if job is not None else None
 
 
 def due_for_publish(session: Session, republish_after: int, broker_empty: bool, limit: int = 500) -> list[uuid.UUID]:

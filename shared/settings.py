@@ -85,10 +85,18 @@ class Settings(BaseSettings):
     retry_backoff_max_seconds: float = Field(300.0, ge=0, description="Cap on the retry delay.")
     lease_seconds: int = Field(30, ge=3, description="A running job whose worker has not renewed its "
                                                      "lease for this long is given to another worker.")
+    progress_interval_seconds: float = Field(
+        0.5, gt=0, le=5, description="A running job writes its progress, renews its lease and checks for a "
+                                     "cancel request this often (one UPDATE each): a cancel stops it within "
+                                     "this plus one tile.")
     sweep_interval_seconds: float = Field(2.0, gt=0, description="How often the sweeper runs.")
     republish_after_seconds: int = Field(
         60, ge=1, description="A queued job published this long ago is published again when the broker "
                               "queue is empty (its message was lost).")
+
+    orphan_upload_grace_seconds: int = Field(
+        600, ge=60, description="An original stored by a submit that never wrote its job row (the API died "
+                                "or Postgres failed in between) is deleted by the sweeper after this long.")
 
     # Partners: rate limits, CORS, idempotency, callbacks.
     rate_limit_submit: str = Field("30/minute", description="Submits per API key (flask-limiter syntax).")
@@ -96,6 +104,9 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty = none.")
     idempotency_ttl_seconds: int = Field(86400, ge=86400, description="How long an Idempotency-Key is kept "
                                                                       "(at least 24 h).")
+    idempotency_lock_seconds: int = Field(
+        60, ge=5, description="A request holding an Idempotency-Key that has not finished after this long is "
+                              "presumed dead (e.g. its API process was killed), and a retry may take the key.")
     allow_private_callbacks: bool = Field(False, description="Allow callback URLs that resolve to private, "
                                                              "loopback or link-local addresses (tests only).")
     webhook_timeout_seconds: float = Field(10.0, gt=0, description="Per-attempt timeout of a callback POST.")
@@ -109,6 +120,9 @@ class Settings(BaseSettings):
         # Redis redelivers a task still running past the visibility timeout (a second copy would run).
         if not self.task_soft_time_limit < self.task_time_limit < self.broker_visibility_timeout:
             raise ValueError("need TASK_SOFT_TIME_LIMIT < TASK_TIME_LIMIT < BROKER_VISIBILITY_TIMEOUT")
+        # A lease must survive a few missed beats (a database blip) before the sweeper takes the job.
+        if self.progress_interval_seconds * 3 > self.lease_seconds:
+            raise ValueError("need PROGRESS_INTERVAL_SECONDS x 3 <= LEASE_SECONDS")
         return self
 
 

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -34,10 +35,10 @@ def database_url():
     drop_database(base, TEST_DB)
 
 
-@pytest.fixture(scope="session")
-def redis_url():
-    """A Redis database index leased for this run (lock key in db 0), so concurrent runs on one
-    server never flush or consume each other's messages."""
+@contextlib.contextmanager
+def leased_redis_db():
+    """A Redis database index leased for as long as the block runs (lock key in db 0), so concurrent
+    runs, and stacks within one run, never flush or consume each other's messages."""
     from urllib.parse import urlsplit
 
     import redis
@@ -52,10 +53,18 @@ def redis_url():
         pytest.fail("all 15 Redis test databases are leased by other test runs")
     url = f"{server}/{index}"
     redis.Redis.from_url(url).flushdb()
-    yield url
-    redis.Redis.from_url(url).flushdb()
-    locks.delete(f"portraits-test-db:{index}")
-    locks.close()
+    try:
+        yield url
+    finally:
+        redis.Redis.from_url(url).flushdb()
+        locks.delete(f"portraits-test-db:{index}")
+        locks.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    with leased_redis_db() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -100,9 +109,11 @@ def clean_state(settings, storage):
     """Empty job table and broker before each test that touches them."""
     import redis
 
+    from shared.tables import TABLES
+
     engine = create_engine(settings.database_url)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE jobs, job_events, webhook_deliveries, idempotency_keys, api_keys, partners"))
+        conn.execute(text(f"TRUNCATE {', '.join(sorted(TABLES))}"))
     engine.dispose()
     redis.Redis.from_url(settings.redis_url).flushdb()
     yield

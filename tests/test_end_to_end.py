@@ -109,5 +109,5 @@ def test_undecodable_stored_original_fails_the_job_readably(client, app, worker)
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert body["status"] == "failed"
-    assert "could not be decoded" in body["error"]
+    assert body["error_code"] == "image_undecodable" and "could not be decoded" in body["error"]
     assert " ready." in worker.log() and worker.proc.poll() is None  # the worker survived

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text, update
 
 from shared import lifecycle
+from shared.failures import failure
 from shared.db import make_engine, make_session_factory
 from shared.models import Job, JobStatus
 
@@ -52,6 +53,18 @@ def expire_lease(sessions, job_id):
             lease_expires_at=text("now() - interval '1 second'")))
 
 
+def expire_leases(sessions) -> dict:
+    """What the sweeper does: each stale lease in its own transaction."""
+    moved = {}
+    with sessions() as s:
+        stale = lifecycle.stale_leases(s)
+    for job_id in stale:
+        with sessions() as s, s.begin():
+            if (result := lifecycle.expire_lease(s, job_id, 0, 0)) is not None:
+                moved[result[0].id] = result[1]
+    return moved
+
+
 def test_concurrent_claims_of_one_job_have_one_winner(sessions):
     job_id = new_job(sessions)
     wins, barrier = [], threading.Barrier(8)
@@ -76,9 +89,7 @@ def test_stale_worker_is_fenced_out_after_its_lease_was_taken(sessions):
     job_id = new_job(sessions)
     first = claim(sessions, job_id, "old")
     expire_lease(sessions, job_id)
-    with sessions() as s, s.begin():
-        moved = lifecycle.expire_leases(s, backoff_base=0, backoff_cap=0)
-    assert [(j.id, st) for j, st in moved] == [(job_id, S.QUEUED)]
+    assert expire_leases(sessions) == {job_id: S.QUEUED}
     second = claim(sessions, job_id, "new")
     assert second.attempts == 2
     # The old attempt finishing late changes nothing: its attempt number no longer matches.
@@ -101,7 +112,7 @@ def test_transient_failures_back_off_then_fail_after_max_attempts(sessions):
         job = claim(sessions, job_id)
         assert job.attempts == attempt
         with sessions() as s, s.begin():
-            assert lifecycle.fail_or_retry(s, job, "boom", permanent=False, backoff=60) is S.QUEUED
+            assert lifecycle.fail_or_retry(s, job, failure("storage_unavailable"), detail="boom", backoff=60) is S.QUEUED
         queued = get(sessions, job_id)
         assert queued.status is S.QUEUED and queued.next_attempt_at is not None
         assert claim(sessions, job_id) is None  # not due yet
@@ -109,9 +120,13 @@ def test_transient_failures_back_off_then_fail_after_max_attempts(sessions):
             s.execute(update(Job).where(Job.id == job_id).values(next_attempt_at=None))
     job = claim(sessions, job_id)
     with sessions() as s, s.begin():
-        assert lifecycle.fail_or_retry(s, job, "boom 3", permanent=False, backoff=0) is S.FAILED
+        assert lifecycle.fail_or_retry(s, job, failure("storage_unavailable"), detail="boom 3", backoff=0) is S.FAILED
     job = get(sessions, job_id)
-    assert job.status is S.FAILED and job.error == "boom 3" and job.attempts == 3
+    assert job.status is S.FAILED and job.attempts == 3
+    # Partners see the stable code and its message; the detail is only in the event, for admins.
+    assert (job.error_code, job.error) == ("storage_unavailable", failure("storage_unavailable").message)
+    with sessions() as s:
+        assert lifecycle.events(s, job_id)[-1].error == "storage_unavailable: boom 3"
     assert claim(sessions, job_id) is None
 
 
@@ -119,7 +134,7 @@ def test_permanent_error_fails_at_once(sessions):
     job_id = new_job(sessions)
     job = claim(sessions, job_id)
     with sessions() as s, s.begin():
-        assert lifecycle.fail_or_retry(s, job, "not an image", permanent=True, backoff=0) is S.FAILED
+        assert lifecycle.fail_or_retry(s, job, failure("image_undecodable"), detail="not an image", backoff=0) is S.FAILED
     assert get(sessions, job_id).attempts == 1
 
 
@@ -134,10 +149,8 @@ def test_lease_expiry_out_of_attempts_fails_and_cancel_requested_cancels(session
     claim(sessions, fresh)  # lease still valid: untouched
     for job_id in (last, wanted_cancel):
         expire_lease(sessions, job_id)
-    with sessions() as s, s.begin():
-        moved = {j.id: st for j, st in lifecycle.expire_leases(s, 0, 0)}
-    assert moved == {last: S.FAILED, wanted_cancel: S.CANCELLED}
-    assert "lease" in get(sessions, last).error
+    assert expire_leases(sessions) == {last: S.FAILED, wanted_cancel: S.CANCELLED}
+    assert get(sessions, last).error_code == "worker_lost"
     assert get(sessions, fresh).status is S.RUNNING
 
 
@@ -162,7 +175,7 @@ def test_requeue_only_from_failed_or_cancelled_and_only_once_concurrently(sessio
         assert lifecycle.requeue(s, job_id, "admin", "why", 3) is None  # queued: no
     job = claim(sessions, job_id)
     with sessions() as s, s.begin():
-        lifecycle.fail_or_retry(s, job, "bad", permanent=False, backoff=0)
+        lifecycle.fail_or_retry(s, job, failure("internal_error"), detail="bad", backoff=0)
     results, barrier = [], threading.Barrier(6)
 
     def racer():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from shared.accounts import ApiKey
 from tests.conftest import authed
@@ -92,9 +92,27 @@ def test_idempotency_key_still_in_flight_is_409(client, app):
 
     with app.extensions["portraits"].sessions() as s, s.begin():
         partner_id = s.scalar(select(Partner.id).where(Partner.name == "acme"))
-        idempotency.reserve(s, partner_id, "busy", idempotency.request_fingerprint(PNG, None))
+        idempotency.reserve(s, partner_id, "busy", idempotency.request_fingerprint(PNG, None), 60)
     response = submit(client, headers={"Idempotency-Key": "busy"})
     assert response.status_code == 409 and response.get_json()["error"]["code"] == "idempotency_in_progress"
+
+
+def test_idempotency_key_abandoned_by_a_dead_request_is_taken_over(client, app):
+    """A request that died holding its key (process killed, database gone before the release) must not
+    lock the key for its 24 h TTL: after IDEMPOTENCY_LOCK_SECONDS a retry takes it over."""
+    from shared import idempotency
+    from shared.accounts import Partner
+
+    lock = app.extensions["portraits"].settings.idempotency_lock_seconds
+    with app.extensions["portraits"].sessions() as s, s.begin():
+        partner_id = s.scalar(select(Partner.id).where(Partner.name == "acme"))
+        idempotency.reserve(s, partner_id, "dead", idempotency.request_fingerprint(PNG, None), lock)
+        s.execute(update(idempotency.IdempotencyKey).where(idempotency.IdempotencyKey.key == "dead")
+                  .values(created_at=text(f"now() - interval '{lock + 1} seconds'")))
+    response = submit(client, headers={"Idempotency-Key": "dead"})
+    assert response.status_code == 202, response.get_json()
+    replay = submit(client, headers={"Idempotency-Key": "dead"})
+    assert replay.status_code == 200 and replay.get_json()["id"] == response.get_json()["id"]
 
 
 def test_rate_limit_per_key_is_429_with_retry_after(make_app, keys):

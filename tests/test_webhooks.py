@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import uuid
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import select, text, update
@@ -14,37 +12,12 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from shared import lifecycle
 from shared.errors import InvalidRequest
+from shared.failures import failure
 from shared.webhooks import WebhookDelivery, check_callback_url
 from tests.conftest import authed
 from tests.imagegen import encode, post_image, synthetic_portrait
+from tests.receiver import Receiver
 from worker.webhooks import deliver_due
-
-
-class Receiver:
-    """A partner's endpoint on 127.0.0.1: records requests, answers with queued status codes."""
-
-    def __init__(self):
-        self.requests: list[tuple[dict, bytes]] = []
-        self.statuses: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/portraits"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -59,7 +32,7 @@ def finish_job(app, job_id: str, permanent_error: str | None = None) -> None:
     with app.extensions["portraits"].sessions() as s, s.begin():
         job = lifecycle.claim(s, uuid.UUID(job_id), "w", 30)
         if permanent_error:
-            lifecycle.fail_or_retry(s, job, permanent_error, permanent=True, backoff=0)
+            lifecycle.fail_or_retry(s, job, failure("image_undecodable"), detail=permanent_error, backoff=0)
         else:
             lifecycle.succeed(s, job, result_key="k", output_width=4, output_height=4)
 

@@ -2,6 +2,8 @@
 
 Safe to run any number of times for the same job: the claim is a conditional UPDATE, so a duplicate
 message finds the job not claimable and stops, and every later write is fenced by the attempt number.
+Each transition is logged once committed (shared/lifecycle.py); failures are classified by
+worker/failures.py into a partner-safe code and message, with the detail kept for admins.
 """
 from __future__ import annotations
 
@@ -10,12 +12,12 @@ import os
 import socket
 import uuid
 
-from celery.exceptions import SoftTimeLimitExceeded
-
-from model.images import ImageDecodeError, decode_image, encode_png
+from model.images import decode_image, encode_png
 from shared import lifecycle
+from shared.failures import Failure
 from shared.storage import RESULT_CONTENT_TYPE, result_key
 from worker.decode_guard import decode_isolated
+from worker.failures import classify, describe
 from worker.heartbeat import Heartbeat, JobAborted
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ def process_job(job_id: str, rt) -> str:
 
     settings = rt.settings
     try:
-        with Heartbeat(rt.sessions, job, settings.lease_seconds) as beat:
+        with Heartbeat(rt.sessions, job, settings.lease_seconds, settings.progress_interval_seconds) as beat:
             # In a child process: a decoder crash or hang fails this job (ImageDecodeError), not the worker.
             pixels = decode_isolated(rt.storage.get(job.input_key), max_pixels=settings.max_input_pixels,
                                      timeout=settings.decode_timeout_seconds,
@@ -53,16 +55,16 @@ def process_job(job_id: str, rt) -> str:
         if exc.reason == "cancelled":
             with rt.sessions() as session, session.begin():
                 lifecycle.cancel_running(session, job, "cancel requested; the worker stopped")
-        log.info("job %s attempt %s stopped: %s", job.id, job.attempts, exc.reason)
+        else:
+            log.info("job %s attempt %s stopped: it is no longer ours", job.id, job.attempts)
         return exc.reason
-    except ImageDecodeError as exc:
-        return _failed(rt, job, f"the image could not be decoded: {exc}", permanent=True)
-    except SoftTimeLimitExceeded:
-        return _failed(rt, job, f"processing took longer than {settings.task_soft_time_limit} s",
-                       permanent=False)
-    except Exception as exc:  # anything else may be transient (storage, database, memory): retry
-        log.exception("job %s attempt %s failed", job.id, job.attempts)
-        return _failed(rt, job, f"processing failed: {type(exc).__name__}: {exc}", permanent=False)
+    except Exception as exc:  # SoftTimeLimitExceeded, MemoryError and storage errors are Exceptions too
+        why = classify(exc)
+        if why.code == "internal_error":  # a bug of ours: the traceback is worth its lines
+            log.exception("job %s attempt %s: unexpected error", job.id, job.attempts)
+        else:
+            log.warning("job %s attempt %s: %s (%s)", job.id, job.attempts, why.code, describe(exc))
+        return _failed(rt, job, why, describe(exc))
 
     height, width = out.shape[:2]
     with rt.sessions() as session, session.begin():
@@ -74,10 +76,10 @@ def process_job(job_id: str, rt) -> str:
     return "succeeded" if ok else "lost"
 
 
-def _failed(rt, job, error: str, *, permanent: bool) -> str:
+def _failed(rt, job, why: Failure, detail: str) -> str:
     settings = rt.settings
     delay = lifecycle.backoff_seconds(job.attempts, settings.retry_backoff_seconds,
                                       settings.retry_backoff_max_seconds)
     with rt.sessions() as session, session.begin():
-        status = lifecycle.fail_or_retry(session, job, error, permanent=permanent, backoff=delay)
+        status = lifecycle.fail_or_retry(session, job, why, detail=detail, backoff=delay)
     return status.value if status else "lost"

@@ -7,9 +7,13 @@ Each pass (every SWEEP_INTERVAL_SECONDS):
    publish, Redis down at submit, retry now due), or published long ago while the broker queue is
    empty (Redis restarted and lost it). Duplicate messages are harmless: the task's claim is a
    conditional UPDATE;
-3. idempotency keys older than IDEMPOTENCY_TTL_SECONDS are deleted.
+3. idempotency keys older than IDEMPOTENCY_TTL_SECONDS are deleted;
+4. originals whose submit never wrote a job row are deleted after ORPHAN_UPLOAD_GRACE_SECONDS
+   (shared/uploads.py).
 
-Run it as its own process: `python -m worker.sweeper` (Procfile `sweeper`, compose `sweeper`).
+Every job and every step has its own transaction and its own error handling: one row that cannot be
+moved (a bug, a constraint, a trigger) is logged and skipped, and never stops the pass for the other
+jobs and partners. Run it as its own process: `python -m worker.sweeper` (Procfile/compose `sweeper`).
 """
 from __future__ import annotations
 
@@ -19,11 +23,13 @@ import threading
 from dataclasses import dataclass
 
 from celery import Celery
+from sqlalchemy.exc import OperationalError
 
-from shared import idempotency, lifecycle
+from shared import idempotency, lifecycle, logs, uploads
 from shared.db import make_engine, make_session_factory
 from shared.queue import make_celery, publish_upscale
 from shared.settings import Settings, get_settings
+from shared.storage import Storage
 
 log = logging.getLogger("worker.sweeper")
 
@@ -34,10 +40,13 @@ class SweepReport:
     published: int = 0
     broker_empty: bool | None = None
     idempotency_purged: int = 0
+    orphans_deleted: int = 0
+    errors: int = 0  # jobs or steps that failed this pass (each logged)
 
     def __str__(self) -> str:
         return (f"expired leases: {self.expired}, published: {self.published}, broker empty: {self.broker_empty}, "
-                f"idempotency keys purged: {self.idempotency_purged}")
+                f"idempotency keys purged: {self.idempotency_purged}, orphaned originals deleted: "
+                f"{self.orphans_deleted}, errors: {self.errors}")
 
 
 def broker_queue_length(celery: Celery, queue: str = "celery") -> int:
@@ -46,54 +55,101 @@ def broker_queue_length(celery: Celery, queue: str = "celery") -> int:
         return int(conn.default_channel.client.llen(queue))
 
 
-def sweep_once(sessions, celery: Celery, settings: Settings) -> SweepReport:
-    report = SweepReport()
-    with sessions() as session, session.begin():
-        moved = lifecycle.expire_leases(session, settings.retry_backoff_seconds,
-                                        settings.retry_backoff_max_seconds)
-    report.expired = len(moved)
-    with sessions() as session, session.begin():
-        report.idempotency_purged = idempotency.purge_expired(session, settings.idempotency_ttl_seconds)
-    for job, status in moved:
-        log.warning("job %s: lease expired, now %s", job.id, status.value)
+def _failed(report: SweepReport, what: str, exc: Exception) -> None:
+    report.errors += 1
+    if isinstance(exc, OperationalError):  # the database is down: expected, no traceback
+        log.warning("%s: database unavailable (%s)", what, str(exc).splitlines()[0][:200])
+    else:
+        log.exception("%s failed; the rest of the pass goes on", what)
 
+
+def expire_leases(sessions, settings: Settings, report: SweepReport) -> None:
+    with sessions() as session:
+        stale = lifecycle.stale_leases(session)
+    for job_id in stale:
+        try:
+            with sessions() as session, session.begin():
+                moved = lifecycle.expire_lease(session, job_id, settings.retry_backoff_seconds,
+                                               settings.retry_backoff_max_seconds)
+        except Exception as exc:
+            _failed(report, f"expiring the lease of job {job_id}", exc)
+            continue
+        report.expired += moved is not None
+
+
+def publish_due(sessions, celery: Celery, settings: Settings, report: SweepReport) -> None:
     try:
         report.broker_empty = broker_queue_length(celery) == 0
     except Exception as exc:
-        log.warning("broker unreachable (%s); will publish when it is back", exc)
-        return report
+        log.warning("broker unreachable (%s); will publish when it is back", type(exc).__name__)
+        return
     with sessions() as session:
         due = lifecycle.due_for_publish(session, settings.republish_after_seconds, report.broker_empty)
-    published = []
     for job_id in due:
         try:
             publish_upscale(celery, job_id)
         except Exception as exc:
-            log.warning("publishing job %s failed (%s); next pass retries", job_id, exc)
-            break
-        published.append(job_id)
-    with sessions() as session, session.begin():
-        lifecycle.mark_published(session, published)
-    report.published = len(published)
+            log.warning("publishing job %s failed (%s); the next pass retries", job_id, type(exc).__name__)
+            return  # the broker is down: the rest would fail the same way
+        try:
+            with sessions() as session, session.begin():
+                lifecycle.mark_published(session, [job_id])
+        except Exception as exc:  # published twice next pass at worst: harmless
+            _failed(report, f"marking job {job_id} published", exc)
+            continue
+        report.published += 1
+
+
+def delete_orphaned_originals(sessions, storage: Storage, settings: Settings, report: SweepReport) -> None:
+    with sessions() as session:
+        abandoned = uploads.abandoned(session, settings.orphan_upload_grace_seconds)
+    for key, has_job in abandoned:
+        try:
+            if not has_job:
+                storage.delete(key)  # deleting a missing object is not an error in S3
+            with sessions() as session, session.begin():
+                uploads.forget(session, key)
+        except Exception as exc:
+            _failed(report, "deleting an orphaned original", exc)
+            continue
+        report.orphans_deleted += not has_job
+        if not has_job:
+            log.info("deleted an original whose submit never completed (%s)", key)
+
+
+def sweep_once(sessions, celery: Celery, settings: Settings, storage: Storage | None = None) -> SweepReport:
+    report = SweepReport()
+    storage = storage or Storage(settings)
+    steps = [("expiring leases", lambda: expire_leases(sessions, settings, report)),
+             ("publishing due jobs", lambda: publish_due(sessions, celery, settings, report)),
+             ("purging idempotency keys", lambda: _purge_idempotency(sessions, settings, report)),
+             ("deleting orphaned originals", lambda: delete_orphaned_originals(sessions, storage, settings, report))]
+    for what, step in steps:
+        try:
+            step()
+        except Exception as exc:
+            _failed(report, what, exc)
     return report
+
+
+def _purge_idempotency(sessions, settings: Settings, report: SweepReport) -> None:
+    with sessions() as session, session.begin():
+        report.idempotency_purged = idempotency.purge_expired(session, settings.idempotency_ttl_seconds)
 
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:
     sessions = make_session_factory(make_engine(settings.database_url))
-    celery = make_celery(settings)
+    celery, storage = make_celery(settings), Storage(settings)
     log.info("sweeper running every %.1fs", settings.sweep_interval_seconds)
     while not stop.is_set():
-        try:
-            report = sweep_once(sessions, celery, settings)
-            if report.expired or report.published:
-                log.info("%s", report)
-        except Exception:  # Postgres down, say: log and try again next pass, never exit
-            log.exception("sweep failed")
+        report = sweep_once(sessions, celery, settings, storage)
+        if report.expired or report.published or report.orphans_deleted:
+            log.info("%s", report)
         stop.wait(settings.sweep_interval_seconds)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -16,9 +16,11 @@ from datetime import datetime, timedelta, timezone
 
 import requests
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 from standardwebhooks.webhooks import Webhook
 
 from shared.accounts import Partner
+from shared import logs
 from shared.db import make_engine, make_session_factory
 from shared.errors import InvalidRequest
 from shared.settings import Settings, get_settings
@@ -91,14 +93,19 @@ def deliver_due(sessions, settings: Settings, http: requests.Session | None = No
     for delivery, secret in batch:
         result = attempt(delivery, secret, settings, http)
         with sessions() as session, session.begin():
-            outcome[record(session, delivery, settings, *result)] += 1
-        if not result[0]:
-            log.warning("callback %s for job %s to %s: %s", delivery.msg_id, delivery.job_id, delivery.url, result[2])
+            status = record(session, delivery, settings, *result)
+        outcome[status] += 1
+        if result[0]:
+            log.info("callback %s for job %s delivered (HTTP %s, attempt %d)", delivery.msg_id, delivery.job_id,
+                     result[1], delivery.attempts + 1)
+        else:
+            log.warning("callback %s for job %s: %s (attempt %d, now %s)", delivery.msg_id, delivery.job_id,
+                        result[2], delivery.attempts + 1, status)
     return outcome
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     settings = get_settings()
     sessions = make_session_factory(make_engine(settings.database_url))
     stop = threading.Event()
@@ -110,7 +117,10 @@ def main() -> None:
         try:
             outcome = deliver_due(sessions, settings, http)
             busy = any(outcome.values())
-        except Exception:  # Postgres down, say: log and try again, never exit
+        except OperationalError as exc:  # Postgres down: expected, no traceback; try again, never exit
+            log.warning("delivery pass failed: database unavailable (%s)", str(exc).splitlines()[0][:200])
+            busy = False
+        except Exception:
             log.exception("delivery pass failed")
             busy = False
         stop.wait(0.2 if busy else 1.0)

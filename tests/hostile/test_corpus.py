@@ -152,13 +152,13 @@ def test_accepted_uploads_are_upscaled_and_no_decoder_failure_kills_the_worker(
             if (job.output_width, job.output_height) != expected or result.size != expected:
                 problems.append(f"{case.name}: output {job.output_width}x{job.output_height}, "
                                 f"file {result.size}, expected {expected}")
-        elif case.worker_error not in (job.error or "") or job.attempts != 1:
-            problems.append(f"{case.name}: error {job.error!r} after {job.attempts} attempts, expected "
+        elif case.worker_error != job.error_code or job.attempts != 1:
+            problems.append(f"{case.name}: error {job.error_code!r} after {job.attempts} attempts, expected "
                             f"{case.worker_error!r} after 1")
     for job_id, case in planted.items():
         job = final[job_id]
         tally[f"planted {job.status.value}"] += 1
-        readable = "could not be decoded" in (job.error or "")
+        readable = job.error_code in ("image_undecodable", "image_not_allowed") and job.error
         if job.status is not JobStatus.FAILED or not readable or job.attempts != 1:
             problems.append(f"planted {case.name}: {job.status.value} after {job.attempts}: {job.error}")
         print(f"  planted {case.name}: {job.status.value}: {job.error}")
