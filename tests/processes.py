@@ -27,8 +27,8 @@ class WorkerProcess:
 
     celery_app = "worker.app"  # subclasses name a test app with a sabotaged decoder or model
 
-    def __init__(self, settings: Settings, log_path: Path, name: str = "test"):
-        self.settings, self.log_path, self.name = settings, log_path, name
+    def __init__(self, settings: Settings, log_path: Path, name: str = "test", env: dict | None = None):
+        self.settings, self.log_path, self.name, self.env = settings, log_path, name, env or {}
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90) -> "WorkerProcess":
@@ -50,7 +50,7 @@ class WorkerProcess:
         return subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", self.celery_app, "worker", "--pool", "solo",
              "--loglevel", "INFO", "--hostname", f"{self.name}@%h", "--without-mingle", "--without-gossip"],
-            cwd=ROOT, env=service_env(self.settings), stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=service_env(self.settings) | self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
 
     def log(self) -> str:
@@ -64,3 +64,13 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+class PacedWorkerProcess(WorkerProcess):
+    """The real worker with a model whose speed the test sets: TEST_TILE_DELAY_SECONDS per tile
+    (tests/paced_worker.py)."""
+
+    celery_app = "tests.paced_worker"
+
+    def __init__(self, settings: Settings, log_path: Path, tile_delay: float, name: str = "paced"):
+        super().__init__(settings, log_path, name, env={"TEST_TILE_DELAY_SECONDS": str(tile_delay)})
