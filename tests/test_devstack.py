@@ -170,3 +170,61 @@ def test_cli_exec_starts_what_the_command_needs_and_stops_it(tmp_path):
     assert port < 32768 and not probe.tcp_open("127.0.0.1", port)  # stopped again
     services = (tmp_path / "Procfile.services").read_text()
     assert f"redis: exec {sys.executable} -m devstack" in services and "serve redis" in services
+
+
+def devstack(local_dir: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "devstack", "--dir", str(local_dir), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def test_guard_allows_one_stack_per_checkout_and_names_the_running_one(tmp_path):
+    # The first "stack" runs until we close its stdin; exec keeps the guard's pid and its lock.
+    first = subprocess.Popen([sys.executable, "-m", "devstack", "--dir", str(tmp_path), "guard", "--port",
+                              "8123", "--", sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             cwd=ROOT, stdin=subprocess.PIPE, text=True)
+    try:
+        lock = tmp_path / "run.lock"
+        deadline = time.monotonic() + 30
+        while f'"pid": {first.pid}' not in (lock.read_text() if lock.exists() else ""):
+            assert first.poll() is None and time.monotonic() < deadline, "the first guard did not start"
+            time.sleep(0.05)
+        for args in (("guard", "--port", "9999", "--", sys.executable, "-c", "print('second')"), ("guard",)):
+            second = devstack(tmp_path, *args)
+            assert second.returncode == 1 and "second" not in second.stdout
+            assert "already running" in second.stderr and f"pid {first.pid}" in second.stderr
+            assert "http://127.0.0.1:8123" in second.stderr and "Traceback" not in second.stderr
+    finally:
+        first.stdin.close()
+        assert first.wait(timeout=30) == 0
+    # Released when the first exits, however it exits: the next one runs.
+    assert devstack(tmp_path, "guard").returncode == 0
+    third = devstack(tmp_path, "guard", "--port", "9999", "--", sys.executable, "-c", "print('third')")
+    assert third.returncode == 0 and third.stdout.strip() == "third", third.stderr
+
+
+def test_guard_check_creates_nothing(tmp_path):
+    assert devstack(tmp_path / "absent", "guard").returncode == 0
+    assert not (tmp_path / "absent").exists()
+
+
+def test_key_prints_the_key_alone_on_stdout_and_the_webhook_secret_on_stderr(tmp_path, database_url):
+    from sqlalchemy import create_engine, text
+
+    (tmp_path / "env").write_text(f"# like .local/env\nDATABASE_URL={database_url}\n")
+    engine = create_engine(database_url)
+    try:
+        done = devstack(tmp_path, "key")
+        assert done.returncode == 0, done.stderr
+        key = done.stdout.strip()
+        assert key.startswith("pk_") and "\n" not in key  # usable as KEY=$(python -m devstack key)
+        with engine.connect() as conn:
+            secret = conn.execute(text("SELECT webhook_secret FROM partners WHERE name = 'local-dev'")) \
+                .scalar()
+        assert secret.startswith("whsec_") and "webhook secret of partner 'local-dev'" in done.stderr
+        assert secret in done.stderr and secret not in done.stdout
+    finally:
+        with engine.begin() as conn:
+            ids = "SELECT id FROM partners WHERE name = 'local-dev'"
+            conn.execute(text(f"DELETE FROM api_keys WHERE partner_id IN ({ids})"))
+            conn.execute(text("DELETE FROM partners WHERE name = 'local-dev'"))
+        engine.dispose()
