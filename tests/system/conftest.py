@@ -1,0 +1,87 @@
+"""One running stack for the system tests: its own database, Redis database index and bucket (so no
+other test's worker or truncation can touch it), started from the Procfile by honcho, keys created
+with the operator CLI (`portraits`), everything else over HTTP."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_DB, leased_redis_db
+from tests.processes import ROOT
+from tests.system.stack import Client, Stack
+
+TILE = 32  # MODEL_TILE: a 32·k px portrait is k² tiles
+TILE_DELAY = 0.04  # seconds per tile (tests/paced_worker.py): a 512 px portrait runs ~10 s
+
+
+@pytest.fixture(scope="package")
+def stack_env(settings, tmp_path_factory):
+    from devstack.ports import free_port
+    from shared.storage import Storage
+    from tests.database import drop_database, fresh_database
+
+    name = f"{TEST_DB}_system"
+    base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    database_url = fresh_database(base, name)
+    with leased_redis_db() as redis_url:
+        values = settings.model_copy(update=dict(
+            database_url=database_url, redis_url=redis_url, s3_bucket="portraits-system", model_tile=TILE,
+            torch_threads=1, sweep_interval_seconds=0.5, lease_seconds=30, result_url_ttl_seconds=300,
+            webhook_backoff_seconds=0.5))
+        Storage(values).ensure_bucket()
+        env = {k.upper(): str(v).lower() if isinstance(v, bool) else str(v)
+               for k, v in values.model_dump().items() if v is not None}
+        env["TEST_TILE_DELAY_SECONDS"] = str(TILE_DELAY)
+        folder = tmp_path_factory.mktemp("stack")
+        yield folder, env, free_port()
+    drop_database(base, name)
+
+
+@pytest.fixture(scope="package")
+def stack(stack_env):
+    folder, env, port = stack_env
+    running = Stack(folder, env, port).start()
+    yield running
+    running.stop()
+    print(f"\n--- stack log ({running.log_path}) ---\n{running.log()[-4000:]}")
+
+
+def portraits_cli(stack: Stack, *args: str) -> str:
+    """The operator CLI, finding the stack's settings from its env file as it finds .local/env."""
+    env = {**os.environ, "PORTRAITS_ENV_FILE": str(stack.folder / "env")}
+    for name in ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT"):  # the env file must be what decides
+        env.pop(name, None)
+    result = subprocess.run([str(Path(sys.executable).parent / "portraits"), *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+class Partner:
+    def __init__(self, stack: Stack, name: str):
+        out = portraits_cli(stack, "partners", "create", name)
+        self.name = name
+        self.key = re.search(r"api key \S+: (pk_\S+)", out).group(1)
+        self.secret = re.search(r"webhook secret: (whsec_\S+)", out).group(1)
+        self.client = Client(stack.url, self.key)
+
+
+@pytest.fixture(scope="package")
+def partner(stack) -> Partner:
+    return Partner(stack, "Eternal Memories")
+
+
+@pytest.fixture(scope="package")
+def other_partner(stack) -> Partner:
+    return Partner(stack, "Other Memorials")
+
+
+@pytest.fixture(scope="package")
+def admin(stack) -> Client:
+    out = portraits_cli(stack, "keys", "create", "--admin", "--name", "ops")
+    return Client(stack.url, re.search(r"(ak_\S+)", out).group(1))
