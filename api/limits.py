@@ -23,10 +23,15 @@ def install(app: Flask, settings: Settings) -> Limiter:
                       storage_options={"socket_connect_timeout": 1, "socket_timeout": 1},
                       default_limits=[settings.rate_limit_default], headers_enabled=True,
                       swallow_errors=True, key_prefix="portraits-rl", strategy="moving-window")
-    for endpoint in ("health.healthz", "health.readyz", "openapi.document"):
+    for endpoint in ("health.healthz", "health.readyz", "openapi.document", "metrics.scrape"):
         if endpoint in app.view_functions:
             limiter.exempt(app.view_functions[endpoint])
     app.view_functions["jobs.submit"] = limiter.limit(settings.rate_limit_submit)(app.view_functions["jobs.submit"])
+    # The pages (api/pages): an upload is a submit; sign-in attempts are counted per client address.
+    for endpoint, limit in (("console.submit", settings.rate_limit_submit),
+                            ("console.sign_in", settings.rate_limit_sign_in)):
+        app.view_functions[endpoint] = limiter.limit(limit)(app.view_functions[endpoint])
+    limiter.exempt(app.view_functions["static"])
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         CORS(app, resources={r"/v1/*": {"origins": origins}},

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -45,7 +46,21 @@ def _write_env(path: Path, decisions: dict[str, stack.Decision]) -> None:
     # KEY=VALUE only (honcho parses it with shlex; quoting only where a value needs it).
     lines = ["# Written by `python -m devstack up`: the services `make run` and `make test` use."]
     lines += [f"{k}={shlex.quote(v)}" for d in decisions.values() for k, v in d.env.items()]
+    lines.append(f"SECRET_KEY={_secret_key(path)}")  # signs the pages' sessions (README "Pages")
     stack.write_private(path, "\n".join(lines) + "\n")
+
+
+def _secret_key(path: Path) -> str:
+    """The SECRET_KEY the env file already holds, else a new random one: kept across runs, so a restarted
+    stack signs nobody out of the pages."""
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if name == "SECRET_KEY" and value:
+                return value
+    except OSError:
+        pass
+    return secrets.token_hex(32)
 
 
 def _write_procfile(local_dir: Path, decisions: dict[str, stack.Decision]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -19,26 +20,40 @@ TILE = 32  # MODEL_TILE: a 32·k px portrait is k² tiles
 TILE_DELAY = 0.04  # seconds per tile (tests/paced_worker.py): a 512 px portrait runs ~10 s
 
 
+def stack_port() -> int:
+    """A base port with base + 100, + 200, + 300 free too: honcho gives the Procfile's lines those
+    ports, and the worker, sweeper and deliverer serve their metrics on them."""
+    from devstack.ports import free_port, port_is_free
+
+    for _ in range(100):
+        port = free_port()
+        if port + 300 < 32768 and all(port_is_free(port + step) for step in (100, 200, 300)):
+            return port
+    raise RuntimeError("no free base port with its +100..+300 neighbours")
+
+
 @pytest.fixture(scope="package")
-def stack_env(settings, tmp_path_factory):
-    from devstack.ports import free_port
+def stack_env(request, settings, tmp_path_factory):
+    """Per test package (tests/system, and tests/browser, which imports these fixtures): its own stack."""
     from shared.storage import Storage
     from tests.database import drop_database, fresh_database
 
-    name = f"{TEST_DB}_system"
+    package = Path(request.node.path)
+    package = (package.parent if package.is_file() else package).name  # "system", "browser"
+    name = f"{TEST_DB}_{package}"
     base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     database_url = fresh_database(base, name)
     with leased_redis_db() as redis_url:
         values = settings.model_copy(update=dict(
-            database_url=database_url, redis_url=redis_url, s3_bucket="portraits-system", model_tile=TILE,
+            database_url=database_url, redis_url=redis_url, s3_bucket=f"portraits-{package}", model_tile=TILE,
             torch_threads=1, sweep_interval_seconds=0.5, lease_seconds=30, result_url_ttl_seconds=300,
-            webhook_backoff_seconds=0.5))
+            webhook_backoff_seconds=0.5, secret_key=secrets.token_hex(32), rate_limit_sign_in="1000/minute"))
         Storage(values).ensure_bucket()
         env = {k.upper(): str(v).lower() if isinstance(v, bool) else str(v)
                for k, v in values.model_dump().items() if v is not None}
         env["TEST_TILE_DELAY_SECONDS"] = str(TILE_DELAY)
         folder = tmp_path_factory.mktemp("stack")
-        yield folder, env, free_port()
+        yield folder, env, stack_port()
     drop_database(base, name)
 
 
@@ -82,6 +97,11 @@ def other_partner(stack) -> Partner:
 
 
 @pytest.fixture(scope="package")
-def admin(stack) -> Client:
+def admin_key(stack) -> str:
     out = portraits_cli(stack, "keys", "create", "--admin", "--name", "ops")
-    return Client(stack.url, re.search(r"(ak_\S+)", out).group(1))
+    return re.search(r"(ak_\S+)", out).group(1)
+
+
+@pytest.fixture(scope="package")
+def admin(stack, admin_key) -> Client:
+    return Client(stack.url, admin_key)
