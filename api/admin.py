@@ -95,21 +95,22 @@ def _actor(body: dict) -> str:
     return f"{person} ({who})" if person else who
 
 
-def requeue_ids(job_ids: list[uuid.UUID], actor: str, reason: str) -> list[uuid.UUID]:
-    """Requeue each job that is failed or cancelled; publish only those this call moved."""
+def requeue_ids(job_ids: list[uuid.UUID], actor: str, reason: str) -> dict[uuid.UUID, dict]:
+    """Requeue each job that is failed or cancelled, in one transaction; returns the moved jobs as they
+    were committed (a worker may claim one a moment later). Published after the commit, never raising
+    from then on: if Redis is down, the sweeper publishes the rest."""
+    from api.jobs import publish_quietly
+
     services = _services()
-    moved = []
+    moved = {}
     with services.sessions() as session, session.begin():
         for job_id in job_ids:
-            if lifecycle.requeue(session, job_id, actor, reason, services.settings.max_attempts):
-                moved.append(job_id)
-    for job_id in moved:  # after the commit; if Redis is down the sweeper publishes them
-        try:
-            publish_upscale(services.celery, job_id)
-        except Exception:
+            job = lifecycle.requeue(session, job_id, actor, reason, services.settings.max_attempts)
+            if job is not None:
+                moved[job_id] = job.to_dict()
+    for job_id in moved:
+        if not publish_quietly(services, job_id):
             break
-        with services.sessions() as session, session.begin():
-            lifecycle.mark_published(session, [job_id])
     return moved
 
 
@@ -122,11 +123,11 @@ def requeue_one(job_id: str):
     if job is None:
         raise JobNotFound(f"no job with id {job_id!r}")
     reason = optional_text(body.get("reason"), "reason") or "requeued by an admin"
-    if not requeue_ids([job_uuid], _actor(body), reason):
+    moved = requeue_ids([job_uuid], _actor(body), reason)
+    if not moved:
         raise JobNotRequeueable(f"job {job_id} is {job.status.value}; only failed or cancelled jobs "
                                 "can be requeued", status=job.status.value)
-    with _services().sessions() as session:
-        return jsonify(session.get(Job, job_uuid).to_dict())
+    return jsonify(moved[job_uuid])
 
 
 @bp.post("/jobs/requeue")

@@ -1,5 +1,5 @@
 """Operator commands: `portraits jobs failed|show|requeue|requeue-failed|sweep`,
-`portraits partners create NAME`, `portraits keys create|list|revoke`.
+`portraits partners create|purge NAME`, `portraits keys create|list|revoke`.
 
 `portraits` (`main()`, a console script) finds the stack's settings itself (see api.cli_env) and
 refuses a database it cannot reach or that lacks the schema; `flask --app api ...` runs the same
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 import uuid
 
 import click
@@ -18,6 +19,8 @@ from sqlalchemy import select
 
 from shared import lifecycle
 from shared.models import Job, JobStatus
+
+IN_FLIGHT_SECONDS = 5.0  # `partners purge`: time for a submit accepted before a revocation to commit
 
 
 def register(app: Flask) -> None:
@@ -124,6 +127,69 @@ def partners_create(name, callback_url):
         click.echo(f"api key {row.id}: {key}")
         click.echo(f"webhook secret: {partner.webhook_secret}")
         click.echo("Store both now: the key is shown only once.")
+
+
+@partners.command("purge", help="Erase every job of a partner (originals and results deleted, rows kept as "
+                                "`erased` tombstones) and revoke all its keys. The partner row is kept. "
+                                "Idempotent: run it again to finish a purge that storage interrupted.")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Confirm: nothing erased can be restored.")
+@click.option("--actor", default="operator-cli", show_default=True)
+def partners_purge(name, yes, actor):
+    from sqlalchemy import func, or_, update
+
+    from shared.accounts import ApiKey, Partner
+    from shared.retention import erase_job
+
+    services = _services()
+
+    def unerased() -> list[uuid.UUID]:  # not yet erased, or erased with objects perhaps left
+        with services.sessions() as session:
+            return list(session.scalars(
+                select(Job.id).where(Job.partner_id == partner.id,
+                                     or_(Job.status != JobStatus.ERASED, Job.result_key.is_not(None)))
+                .order_by(Job.created_at)))
+
+    with services.sessions() as session:
+        partner = session.scalar(select(Partner).where(Partner.name == name))
+    if partner is None:
+        raise click.ClickException(f"no partner named {name!r}")
+    if not yes:
+        raise click.ClickException(f"this erases the images of {len(unerased())} job(s) of {name!r} and "
+                                   "revokes its keys, for good; add --yes to do it")
+    with services.sessions() as session, session.begin():  # first: no new job arrives meanwhile
+        revoked = session.execute(update(ApiKey).where(ApiKey.partner_id == partner.id,
+                                                       ApiKey.revoked_at.is_(None))
+                                  .values(revoked_at=func.now())).rowcount
+    revoked_at = time.monotonic()
+    attempted, erased, failed = set(), 0, 0
+
+    def erase_new() -> None:  # until none is left: a submit in flight may commit its job meanwhile
+        nonlocal erased, failed
+        while todo := [job_id for job_id in unerased() if job_id not in attempted]:
+            for job_id in todo:
+                attempted.add(job_id)
+                try:
+                    erased += erase_job(services.sessions, services.storage, job_id, actor,
+                                        reason=f"partner {name!r} purged")[1]
+                except Exception as exc:
+                    failed += 1
+                    click.echo(f"{job_id}  not fully erased: {type(exc).__name__}: {str(exc)[:200]}",
+                               err=True)
+
+    erase_new()
+    # An API process trusts a key it verified within KEY_CACHE_SECONDS, so a submit may still be accepted
+    # that long after the revocation (and commit its job a moment later): wait it out, then erase again.
+    wait = services.settings.key_cache_seconds + IN_FLIGHT_SECONDS - (time.monotonic() - revoked_at)
+    if revoked and wait > 0:
+        click.echo(f"waiting {wait:.0f} s for API processes to forget the revoked keys", err=True)
+        time.sleep(wait)
+        erase_new()
+    click.echo(f"partner {partner.id} ({name}): revoked {revoked} key(s); erased {erased} job(s); "
+               f"the partner and its jobs stay as tombstones, without images")
+    if failed:
+        raise click.ClickException(f"{failed} job(s) not fully erased (database or storage errors above); "
+                                   "run the purge again")
 
 
 @click.group(cls=AppGroup, help="API keys: create, list, revoke.")

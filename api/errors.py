@@ -13,6 +13,7 @@ STATUS = {
     errors.InvalidImage: 422,
     errors.JobNotFound: 404,
     errors.ResultNotReady: 409,
+    errors.ResultGone: 410,
     errors.JobNotCancellable: 409,
     errors.IdempotencyConflict: 422,
     errors.IdempotencyInProgress: 409,

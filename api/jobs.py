@@ -1,18 +1,20 @@
-"""Jobs: submit a portrait, poll its job, cancel it, download the result. A partner sees only its own
-jobs: another partner's job id answers 404, exactly like an unknown one."""
+"""Jobs: submit a portrait, poll its job, cancel it, download the result, erase it. A partner sees only
+its own jobs: another partner's job id answers 404, exactly like an unknown one."""
 from __future__ import annotations
 
 import logging
 import uuid
 
 from flask import Blueprint, current_app, jsonify, redirect, request, url_for
+from minio.error import S3Error
 from sqlalchemy.exc import SQLAlchemyError
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from api.auth import principal
 from api.uploads import read_upload
-from shared import idempotency, lifecycle, uploads
+from shared import idempotency, lifecycle, logs, retention, uploads
 from shared.errors import (DependencyUnavailable, IdempotencyConflict, IdempotencyInProgress, InvalidRequest,
-                           JobNotCancellable, JobNotFound, ResultNotReady)
+                           JobNotCancellable, JobNotFound, ResultGone, ResultNotReady)
 from shared.models import Job, JobStatus
 from shared.queue import publish_upscale
 from shared.storage import original_key
@@ -51,18 +53,26 @@ def _created(body: dict, status: int):
 
 @bp.post("")
 def submit():
+    body, status = submit_job(request.files.get("image"), request.form.get("callback_url"),
+                              request.headers.get("Idempotency-Key"))
+    return _created(body, status)
+
+
+def submit_job(file, callback_url: str | None, key: str | None) -> tuple[dict, int]:
     """Exactly once from the client's view. Until the job row is committed, any failure answers 503
     and leaves nothing (the Idempotency-Key is released, the original deleted or left to the sweeper);
     once it is committed, the answer is 202 with the job whatever fails afterwards (a publish that
-    fails is the sweeper's to redo), so a client never retries a job that exists."""
+    fails is the sweeper's to redo), so a client never retries a job that exists.
+
+    Returns the job as the API shows it and 202, or 200 for an idempotent replay. The console's upload
+    form (api/pages/console.py) calls this too, so both accept and refuse exactly the same uploads."""
     services, me = _services(), principal()
     settings = services.settings
-    callback_url = request.form.get("callback_url") or me.callback_url
+    callback_url = callback_url or me.callback_url
     if callback_url:
         check_callback_url(callback_url, allow_private=settings.allow_private_callbacks)
-    upload = read_upload(request.files.get("image"), settings)
+    upload = read_upload(file, settings)
 
-    key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 255:
         raise InvalidRequest("Idempotency-Key must be 1 to 255 characters", field="Idempotency-Key")
     fingerprint = idempotency.request_fingerprint(upload.data, callback_url) if key is not None else None
@@ -84,15 +94,16 @@ def submit():
         if existing.response_body is None:
             raise IdempotencyInProgress("a request with this Idempotency-Key is still being processed; "
                                         "retry shortly", field="Idempotency-Key")
-        return _created(existing.response_body, 200)  # the replay: same job, original body
+        return existing.response_body, 200  # the replay: same job, original body
 
+    logs.bind(job_id=job.id)  # on this request's lines from here on (reset after it: api/logcontext.py)
     try:
         body = _store_and_insert(job, upload, key)
     except BaseException:
         _undo_submit(job, key)
         raise
-    _publish(job.id)  # never raises: the job is committed, the client must get it
-    return _created(body, 202)
+    publish_quietly(services, job.id)  # never raises: the job is committed, the client must get it
+    return body, 202
 
 
 def _new_job(upload, callback_url: str | None) -> Job:
@@ -148,21 +159,21 @@ def _undo_submit(job: Job, key: str | None) -> None:
                     job.id, type(exc).__name__)
 
 
-def _publish(job_id: uuid.UUID) -> None:
-    """Publish after the commit, so the task always finds its row. If Redis or the bookkeeping fails,
-    the job stays queued with enqueued_at NULL and the sweeper publishes it (twice at worst: harmless,
-    the claim is conditional)."""
-    services = _services()
+def publish_quietly(services, job_id: uuid.UUID) -> bool:
+    """Publish a committed job (never before: the task must find its row); False if the broker is down.
+    Never raises: if Redis or the bookkeeping fails, the job stays queued with enqueued_at NULL and the
+    sweeper publishes it (twice at worst: harmless, the claim is conditional)."""
     try:
         publish_upscale(services.celery, job_id)
     except Exception as exc:
         log.warning("publishing job %s failed (%s); the sweeper will publish it", job_id, type(exc).__name__)
-        return
+        return False
     try:
         with services.sessions() as session, session.begin():
             lifecycle.mark_published(session, [job_id])
     except Exception as exc:
         log.warning("recording that job %s was published failed (%s)", job_id, type(exc).__name__)
+    return True
 
 
 @bp.get("/<job_id>")
@@ -182,9 +193,32 @@ def cancel(job_id: str):
     return jsonify(_load(job.id).to_dict()), 202 if changed.status is JobStatus.RUNNING else 200
 
 
+@bp.delete("/<job_id>")
+def erase(job_id: str):
+    """Erase the job's original and result now; the row stays as an `erased` tombstone (no image, only
+    dimensions, timestamps and history). A queued or running job is stopped. Idempotent: erasing again
+    answers the same tombstone (and deletes again). No callback is sent."""
+    job = _load(job_id)
+    services = _services()
+    try:
+        job, _ = retention.erase_job(services.sessions, services.storage, job.id,
+                                     actor=f"key:{principal().name}", reason="erased at the partner's request")
+    except SQLAlchemyError as exc:
+        raise DependencyUnavailable("the job database is unavailable; try again shortly") from exc
+    except (S3Error, Urllib3Error, OSError) as exc:  # the row is erased; its objects are not all deleted yet
+        log.warning("job %s is erased but deleting its objects failed (%s)", job.id, type(exc).__name__)
+        raise DependencyUnavailable("the job is erased but object storage is unavailable, so its images may "
+                                    "not be deleted yet; send the DELETE again shortly") from exc
+    return jsonify(job.to_dict())
+
+
 @bp.get("/<job_id>/result")
 def get_result(job_id: str):
     job = _load(job_id)
+    if job.status in lifecycle.TOMBSTONES:
+        why = ("it was erased" if job.status is JobStatus.ERASED else
+               f"it was deleted {_services().settings.retention_days} days after the job finished")
+        raise ResultGone(f"job {job.id} has no result any more: {why}", status=job.status.value)
     if job.status is not JobStatus.SUCCEEDED or not job.result_key:
         hint = {"failed": "the job failed; see its error",
                 "cancelled": "the job was cancelled"}.get(job.status.value, "poll the job until it succeeded")

@@ -51,7 +51,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise bad from None
 
 
-def _status_filter() -> JobStatus | None:
+def status_filter() -> JobStatus | None:
     status = optional_text(request.args.get("status"), "status", 16)
     if status is None:
         return None
@@ -64,10 +64,17 @@ def _status_filter() -> JobStatus | None:
 
 @bp.get("")
 def list_jobs():
-    status = _status_filter()
+    status = status_filter()
     limit = bounded_int(request.args.get("limit"), "limit", 1, MAX_LIMIT, DEFAULT_LIMIT)
     cursor = optional_text(request.args.get("cursor"), "cursor", 200)
-    partner_id = principal().partner_id
+    page, next_cursor = partner_jobs(principal().partner_id, status, limit, cursor)
+    return jsonify(jobs=[job.to_dict() for job in page], next_cursor=next_cursor)
+
+
+def partner_jobs(partner_id: uuid.UUID | None, status: JobStatus | None, limit: int,
+                 cursor: str | None) -> tuple[list[Job], str | None]:
+    """One page of a partner's jobs, newest first, and the cursor of the next page (None on the last).
+    The console's job list (api/pages/console.py) shows the same pages."""
     if partner_id is None:  # never `partner_id IS NULL`: rows from before partners belong to no one
         raise Forbidden("this key belongs to no partner")
     query = select(Job).where(Job.partner_id == partner_id)
@@ -83,5 +90,4 @@ def list_jobs():
     except SQLAlchemyError as exc:
         raise DependencyUnavailable("the job database is unavailable; try again shortly") from exc
     page = jobs[:limit]
-    next_cursor = encode_cursor(page[-1]) if len(jobs) > limit else None
-    return jsonify(jobs=[job.to_dict() for job in page], next_cursor=next_cursor)
+    return page, encode_cursor(page[-1]) if len(jobs) > limit else None

@@ -36,6 +36,12 @@ class ResultNotReady(ServiceError):
     code = "result_not_ready"
 
 
+class ResultGone(ServiceError):
+    """The job's result and original were deleted for good: erased at the partner's request, or expired."""
+
+    code = "result_gone"
+
+
 class IdempotencyConflict(ServiceError):
     """An Idempotency-Key reused with a different request."""
 
