@@ -35,5 +35,8 @@ RUN pip install --no-deps -e . \
 
 # Nothing in /app is written at run time: the source stays root-owned and read-only to the service.
 USER app
-EXPOSE 8000
-CMD ["gunicorn", "-b", "0.0.0.0:8000", "-w", "2", "--threads", "4", "-k", "gthread", "api:create_app()"]
+# 8000: the API (and its GET /metrics); 9100: the worker's, sweeper's or deliverer's metrics (METRICS_PORT).
+EXPOSE 8000 9100
+# gunicorn.conf.py: the metrics of all workers summed (a fresh PROMETHEUS_MULTIPROC_DIR per start), JSON logs.
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "-b", "0.0.0.0:8000", "-w", "2", "--threads", "4", "-k", "gthread", \
+     "api:create_app()"]

@@ -7,6 +7,12 @@ duplicate actor matches no row and changes nothing.
       │  │              │ ├─retry (transient: backoff) ──▶ queued
       │  └──cancel──▶ cancelled ◀──cancel (worker noticed / lease expired)
       └──────────── lease expired (sweeper) ◀─┘
+    succeeded | failed | cancelled ──RETENTION_DAYS after finished_at (sweeper)──▶ expired
+    any status but erased ──DELETE /v1/jobs/<id>, partner purge──▶ erased
+
+`expired` and `erased` are tombstones: the row stays (dimensions, timestamps, history), the original
+and result are deleted. Until the sweeper has deleted them a last time (see `unpurged_tombstones`), a
+tombstone's `result_key` is set: "objects may still exist under this job's keys".
 """
 from __future__ import annotations
 
@@ -15,18 +21,24 @@ import random
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import and_, event, func, or_, select, update
+from sqlalchemy import and_, event, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from shared import webhooks
+from shared import metrics, webhooks
 from shared.failures import Failure, failure
 from shared.models import Job, JobEvent, JobStatus
+from shared.storage import result_key
 
 log = logging.getLogger("jobs")
 _TRANSITIONS = "portraits.transitions"  # session.info key: transitions to log once committed
 
 Q, R, OK, FAIL, CANCEL = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED,
                           JobStatus.CANCELLED)
+EXPIRED, ERASED = JobStatus.EXPIRED, JobStatus.ERASED
+TOMBSTONES = (EXPIRED, ERASED)  # the row stays, the objects are gone: no callback, no requeue
+# Literal SQL (not bound parameters), so the planner can match the partial indexes of migration 0006.
+_RETAINED_SQL = "jobs.status IN ('succeeded', 'failed', 'cancelled')"
+_TOMBSTONE_SQL = "jobs.status IN ('expired', 'erased')"
 
 
 def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -60,11 +72,13 @@ def _log_fields(job: Job, frm: JobStatus | None, to: JobStatus, event_fields: di
 @event.listens_for(Session, "after_commit")
 def _log_committed_transitions(session: Session) -> None:
     """One line per job transition, written only once it is committed (a rolled-back move never
-    happened). `extra` carries the same fields for structured log handlers."""
+    happened), and counted in the same place (shared/metrics.py). `extra` carries the same fields: JSON
+    logs show them as fields (shared/logs.py)."""
     for fields in session.info.pop(_TRANSITIONS, []):
         shown = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None and k not in ("job_id", "from", "to"))
         log.info("job %s: %s → %s %s", fields["job_id"], fields["from"] or "new", fields["to"], shown,
                  extra={"job": fields})
+        metrics.observe_transition(fields)
 
 
 @event.listens_for(Session, "after_rollback")
@@ -81,7 +95,7 @@ def _move(session: Session, job_id: uuid.UUID, frm: JobStatus, to: JobStatus, *w
         .returning(Job).execution_options(populate_existing=True)).scalar_one_or_none()
     if job is not None:
         _event(session, job, frm, to, **(event or {}))
-        if to.is_terminal():
+        if to.is_terminal() and to not in TOMBSTONES:  # no callback for an erase or an expiry
             webhooks.enqueue_event(session, job)  # same transaction: the callback cannot be lost
     return job
 
@@ -159,7 +173,8 @@ def request_cancel(session: Session, job_id: uuid.UUID, actor: str | None) -> Jo
 
 
 def requeue(session: Session, job_id: uuid.UUID, actor: str, reason: str, max_attempts: int) -> Job | None:
-    """failed | cancelled → queued with a fresh allowance of attempts. None unless it was in one of those."""
+    """failed | cancelled → queued with a fresh allowance of attempts. None unless it was in one of those:
+    never an expired or erased job, whose original is gone."""
     for frm in (FAIL, CANCEL):
         job = _move(session, job_id, frm, Q,
                     values=dict(attempts_allowed=Job.attempts + max_attempts, next_attempt_at=None,
@@ -217,6 +232,69 @@ def due_for_publish(session: Session, republish_after: int, broker_empty: bool, 
 def mark_published(session: Session, job_ids: list[uuid.UUID]) -> None:
     if job_ids:
         session.execute(update(Job).where(Job.id.in_(job_ids), Job.status == Q).values(enqueued_at=func.now()))
+
+
+# -------------------------------------------------------------------------------- retention and erasure
+def erase(session: Session, job_id: uuid.UUID, actor: str, reason: str) -> Job | None:
+    """Any job but an erased one → erased: one conditional UPDATE from the status read under a row lock,
+    so no claim, finish or requeue slips in between. A queued job can no longer be claimed; a running
+    one's worker finds its fenced writes refused (its heartbeat stops it at the next tile). The caller
+    deletes the objects after the commit. None when already erased, or no such job."""
+    row = session.execute(select(Job.status, Job.partner_id).where(Job.id == job_id)
+                          .with_for_update()).one_or_none()
+    if row is None or row.status is ERASED:
+        return None
+    frm, partner_id = row
+    values = dict(result_key=result_key(partner_id, job_id), lease_expires_at=None)
+    if not frm.is_terminal():
+        values.update(finished_at=func.now(), cancel_requested=True)
+    return _move(session, job_id, frm, ERASED, values=values, event=dict(actor=actor, reason=reason))
+
+
+def retention_due(session: Session, retention_days: int, limit: int = 200) -> list[uuid.UUID]:
+    """Succeeded, failed and cancelled jobs that finished more than `retention_days` ago, oldest first.
+    Queued and running jobs never expire."""
+    return list(session.scalars(
+        select(Job.id)
+        .where(text(_RETAINED_SQL), Job.finished_at < func.now() - timedelta(days=retention_days))
+        .order_by(Job.finished_at).limit(limit)))
+
+
+def expire(session: Session, job_id: uuid.UUID, retention_days: int) -> Job | None:
+    """A finished job past its retention → expired. Fenced on its status and finished_at, so a job
+    requeued or erased meanwhile is left alone. The caller deletes the objects after the commit."""
+    row = session.execute(select(Job.status, Job.partner_id).where(Job.id == job_id)).one_or_none()
+    if row is None or row.status not in (OK, FAIL, CANCEL):
+        return None
+    return _move(session, job_id, row.status, EXPIRED,
+                 Job.finished_at < func.now() - timedelta(days=retention_days),
+                 values=dict(result_key=result_key(row.partner_id, job_id)),
+                 event=dict(reason=f"retention: finished more than {retention_days} days ago"))
+
+
+def unpurged_tombstones(session: Session, settle_seconds: float,
+                        limit: int = 200) -> list[tuple[uuid.UUID, str, str]]:
+    """(id, input_key, result_key) of expired and erased jobs whose objects may still exist, that became
+    tombstones more than `settle_seconds` ago (shared/retention.py)."""
+    return [tuple(row) for row in session.execute(
+        select(Job.id, Job.input_key, Job.result_key)
+        .where(text(_TOMBSTONE_SQL), Job.result_key.is_not(None),
+               Job.updated_at < func.now() - timedelta(seconds=settle_seconds))
+        .order_by(Job.updated_at).limit(limit))]
+
+
+def mark_purged(session: Session, job_id: uuid.UUID, settle_seconds: float) -> bool:
+    """The tombstone's objects are deleted for good: clear its result_key (not a transition: no event)."""
+    return session.execute(
+        update(Job).where(Job.id == job_id, text(_TOMBSTONE_SQL), Job.result_key.is_not(None),
+                          Job.updated_at < func.now() - timedelta(seconds=settle_seconds))
+        .values(result_key=None)).rowcount == 1
+
+
+def is_tombstone(session: Session, job_id: uuid.UUID) -> bool:
+    """Expired or erased (or gone): nothing of the job may be (re)written to storage."""
+    status = session.scalar(select(Job.status).where(Job.id == job_id))
+    return status is None or status in TOMBSTONES
 
 
 def events(session: Session, job_id: uuid.UUID) -> list[JobEvent]:

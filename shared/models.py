@@ -29,9 +29,12 @@ class JobStatus(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Tombstones (README "Retention and erasure"): the row stays, its original and result are deleted.
+    EXPIRED = "expired"  # kept RETENTION_DAYS after it finished, then deleted by the sweeper
+    ERASED = "erased"  # deleted at the partner's request (DELETE /v1/jobs/<id>, or a purge)
 
     def is_terminal(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 def status_enum(name: str = "job_status") -> Enum:
@@ -42,8 +45,14 @@ def status_enum(name: str = "job_status") -> Enum:
 class Job(Base):
     __tablename__ = "jobs"
     # A partner's jobs newest first, for GET /v1/jobs and its keyset cursor (api/listing.py).
-    __table_args__ = (Index("ix_jobs_partner_id_created_at_id", "partner_id", text("created_at DESC"),
-                            text("id DESC")),)
+    __table_args__ = (
+        Index("ix_jobs_partner_id_created_at_id", "partner_id", text("created_at DESC"), text("id DESC")),
+        # The sweeper's retention and tombstone queries (migration 0006, shared/lifecycle.py).
+        Index("ix_jobs_retained_finished_at", "finished_at",
+              postgresql_where=text("status IN ('succeeded', 'failed', 'cancelled')")),
+        Index("ix_jobs_unpurged_tombstones", "updated_at",
+              postgresql_where=text("status IN ('expired', 'erased') AND result_key IS NOT NULL")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     status: Mapped[JobStatus] = mapped_column(status_enum(), default=JobStatus.QUEUED, index=True)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 
+from celery import signals
+
+from shared import logs, metrics
 from shared.queue import make_celery
 from shared.settings import get_settings
 
@@ -15,5 +18,29 @@ app = make_celery(get_settings(), main="worker")
 # requeued (the task handled it): misleading. The job's transition line (shared/lifecycle.py) says
 # what happened; Celery's warnings and errors still come through.
 logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+
+
+@signals.celeryd_init.connect
+def _service_logging(instance, **_) -> None:
+    """The worker writes the lines every other process writes (LOG_FORMAT, job_id on a job's): our
+    handler goes on first, so Celery keeps it, and even its start-up warnings come out that way."""
+    log_format = get_settings().log_format
+    logs.configure(log_format)
+    if log_format == "json":
+        instance.quiet = True  # the start-up banner is many lines of plain text on stdout
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _service_log_format(logger, **_) -> None:
+    """Any handler Celery did add (its task logger's) gets the same format and the job context."""
+    logs.adopt(logger.handlers, get_settings().log_format)
+
+
+@signals.celeryd_after_setup.connect
+def _serve_metrics(**_) -> None:
+    """Once, in the process that runs the tasks (the solo pool's only one), after logging is set up."""
+    settings = get_settings()
+    metrics.serve(settings.metrics_port, settings.metrics_addr)
 
 import worker.tasks  # noqa: E402,F401  (registers the tasks on `app`)

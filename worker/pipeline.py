@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 
 from model.images import decode_image, encode_png
-from shared import lifecycle
-from shared.failures import Failure
+from shared import lifecycle, logs, metrics
+from shared.failures import Failure, failure
 from shared.storage import RESULT_CONTENT_TYPE, result_key
 from worker.decode_guard import decode_isolated
 from worker.failures import classify, describe
@@ -25,7 +26,18 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def process_job(job_id: str, rt) -> str:
-    """Run one attempt of the job; returns what happened (for logs and tests)."""
+    """Run one attempt of the job; returns what happened (for logs, metrics and tests). Every line
+    logged meanwhile carries the job's id."""
+    outcome = "error"  # it raised: Celery redelivers the message, or the sweeper's lease takes over
+    with logs.job_context(job_id):
+        try:
+            outcome = _attempt(job_id, rt)
+        finally:
+            metrics.TASKS.labels(outcome).inc()
+    return outcome
+
+
+def _attempt(job_id: str, rt) -> str:
     try:
         job_uuid = uuid.UUID(job_id)
     except ValueError:
@@ -36,17 +48,21 @@ def process_job(job_id: str, rt) -> str:
     if job is None:
         log.info("job %s is not claimable (done, running elsewhere, cancelled or not due); skipping", job_id)
         return "skipped"
+    logs.bind(partner_id=job.partner_id)  # reset with the job's context when the attempt ends
 
     settings = rt.settings
     try:
-        with Heartbeat(rt.sessions, job, settings.lease_seconds, settings.progress_interval_seconds) as beat:
+        with Heartbeat(rt.sessions, job, settings.lease_seconds, settings.progress_interval_seconds,
+                       soft_limit=settings.task_soft_time_limit, hard_limit=settings.task_time_limit) as beat:
             # In a child process: a decoder crash or hang fails this job (ImageDecodeError), not the worker.
             pixels = decode_isolated(rt.storage.get(job.input_key), max_pixels=settings.max_input_pixels,
                                      timeout=settings.decode_timeout_seconds,
                                      formats=settings.allowed_formats, decode=decode_image)
             beat.check()
             upscaler = rt.upscaler
+            started = time.perf_counter()
             out = upscaler.upscale(pixels, progress=beat.progress)
+            metrics.observe_model(upscaler, time.perf_counter() - started)
             beat.check()
             key = result_key(job.partner_id, job.id)
             # Written before the success transition, under a key fixed by the job id: a retry overwrites.
@@ -55,6 +71,9 @@ def process_job(job_id: str, rt) -> str:
         if exc.reason == "cancelled":
             with rt.sessions() as session, session.begin():
                 lifecycle.cancel_running(session, job, "cancel requested; the worker stopped")
+        elif exc.reason == "timeout":
+            return _failed(rt, job, failure("processing_timeout"),
+                           f"the attempt ran past TASK_SOFT_TIME_LIMIT ({settings.task_soft_time_limit} s)")
         else:
             log.info("job %s attempt %s stopped: it is no longer ours", job.id, job.attempts)
         return exc.reason
@@ -73,7 +92,26 @@ def process_job(job_id: str, rt) -> str:
                                progress_done=beat.total, progress_total=beat.total)
     if not ok:
         log.warning("job %s attempt %s finished but no longer owned it; nothing recorded", job.id, job.attempts)
+        _delete_result_if_erased(rt, job, key)
     return "succeeded" if ok else "lost"
+
+
+def _delete_result_if_erased(rt, job, key: str) -> None:
+    """The result was written before the success transition, which found the job taken away. If it was
+    erased or expired meanwhile, that write may have come after the erase deleted the objects: delete it
+    again (read after our write, so an erase committed later deletes it itself). Any other owner of the
+    job (a retry) overwrites the same key, so it is left alone. If this fails, the sweeper's last pass
+    over the tombstone deletes it (shared/retention.py)."""
+    try:
+        with rt.sessions() as session:
+            erased = lifecycle.is_tombstone(session, job.id)
+        if erased:
+            rt.storage.delete(key)
+            log.info("job %s was erased or expired during attempt %s; deleted the result it wrote", job.id,
+                     job.attempts)
+    except Exception as exc:
+        log.warning("job %s: could not delete the result written after its erasure (%s); the sweeper will",
+                    job.id, type(exc).__name__)
 
 
 def _failed(rt, job, why: Failure, detail: str) -> str:

@@ -12,6 +12,7 @@ import logging
 import random
 import signal
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import requests
@@ -20,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from standardwebhooks.webhooks import Webhook
 
 from shared.accounts import Partner
-from shared import logs
+from shared import logs, metrics
 from shared.db import make_engine, make_session_factory
 from shared.errors import InvalidRequest
 from shared.settings import Settings, get_settings
@@ -91,22 +92,27 @@ def deliver_due(sessions, settings: Settings, http: requests.Session | None = No
         batch = take_due(session, settings, limit)
     outcome = {DELIVERED: 0, PENDING: 0, FAILED: 0}
     for delivery, secret in batch:
-        result = attempt(delivery, secret, settings, http)
-        with sessions() as session, session.begin():
-            status = record(session, delivery, settings, *result)
-        outcome[status] += 1
-        if result[0]:
-            log.info("callback %s for job %s delivered (HTTP %s, attempt %d)", delivery.msg_id, delivery.job_id,
-                     result[1], delivery.attempts + 1)
-        else:
-            log.warning("callback %s for job %s: %s (attempt %d, now %s)", delivery.msg_id, delivery.job_id,
-                        result[2], delivery.attempts + 1, status)
+        with logs.job_context(delivery.job_id, delivery.partner_id):
+            started = time.perf_counter()
+            result = attempt(delivery, secret, settings, http)
+            seconds = time.perf_counter() - started
+            with sessions() as session, session.begin():
+                status = record(session, delivery, settings, *result)
+            outcome[status] += 1
+            metrics.observe_delivery(status, seconds)
+            if result[0]:
+                log.info("callback %s for job %s delivered (HTTP %s, attempt %d)", delivery.msg_id,
+                         delivery.job_id, result[1], delivery.attempts + 1)
+            else:
+                log.warning("callback %s for job %s: %s (attempt %d, now %s)", delivery.msg_id,
+                            delivery.job_id, result[2], delivery.attempts + 1, status)
     return outcome
 
 
 def main() -> None:
-    logs.configure()
     settings = get_settings()
+    logs.configure(settings.log_format)
+    metrics.serve(settings.metrics_port, settings.metrics_addr)
     sessions = make_session_factory(make_engine(settings.database_url))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
