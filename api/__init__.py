@@ -14,6 +14,7 @@ from flask import Flask
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.key_cache import KeyCache
 from shared import logs
 from shared.db import make_engine, make_session_factory
 from shared.queue import make_celery
@@ -29,6 +30,7 @@ class Services:
     storage: Storage
     celery: Celery
     model: dict  # {"name", "version"} of the configured weights, from their model card
+    keys: KeyCache  # recently verified API keys (api/key_cache.py)
 
 
 def configured_model(settings: Settings) -> dict:
@@ -45,19 +47,24 @@ def configured_model(settings: Settings) -> dict:
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or get_settings()
-    logs.configure()
+    logs.configure(settings.log_format)
     app = Flask(__name__)
     # Werkzeug answers 413 itself past this size, before the body is read.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     engine = make_engine(settings.database_url)
     app.extensions["portraits"] = Services(
         settings=settings, engine=engine, sessions=make_session_factory(engine),
-        storage=Storage(settings), celery=make_celery(settings), model=configured_model(settings))
+        storage=Storage(settings), celery=make_celery(settings), model=configured_model(settings),
+        keys=KeyCache(settings.key_cache_seconds))
 
-    from api import admin, auth, cli, errors, health, jobs, limits, listing, openapi
+    from api import (admin, auth, cli, errors, health, jobs, limits, listing, logcontext, metrics, openapi,
+                     pages)
 
+    metrics.install(app)  # first: its timer starts before any other hook can answer
     errors.register(app)
     auth.register(app)  # before the limiter's hook, so limits are counted per key
+    pages.register(app)  # the console (/) and dashboard (/admin), signed in by session; before the limiter
+    logcontext.install(app)  # after auth: the partner is known
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(listing.bp)

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.accounts import ADMIN, PARTNER, ApiKey, find_active_key
+from shared.accounts import ADMIN, PARTNER, ApiKey, hash_key
 from shared.errors import DependencyUnavailable, Forbidden, Unauthorized
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)  # last_used_at is written at most once a minute per key
@@ -38,26 +38,49 @@ def bearer_key() -> str:
 def authenticate() -> None:
     if request.method == "OPTIONS" or not request.path.startswith("/v1/"):
         return  # health checks, the OpenAPI document and CORS preflights are public
-    key = bearer_key()
-    sessions = current_app.extensions["portraits"].sessions
+    services = current_app.extensions["portraits"]
+    key_hash = hash_key(bearer_key())
+    cached = services.keys.get(key_hash)
     try:
-        with sessions() as session, session.begin():
-            row = find_active_key(session, key)
-            if row is not None:
-                session.execute(update(ApiKey).where(
-                    ApiKey.id == row.id, or_(ApiKey.last_used_at.is_(None),
-                                             ApiKey.last_used_at < func.now() - LAST_USED_RESOLUTION))
-                    .values(last_used_at=func.now()))
+        if cached is None:
+            me = _verify(services, key_hash)
+        else:
+            me = cached.principal
+            if services.keys.last_used_due(cached):
+                _touch(services.sessions, me.key_id)
     except SQLAlchemyError as exc:
         raise DependencyUnavailable("the key database is unavailable; try again shortly") from exc
-    if row is None:
-        raise Unauthorized("the API key is not valid or has been revoked")
     wants_admin = request.path.startswith("/v1/admin")
-    if wants_admin and row.role != ADMIN:
+    if wants_admin and me.role != ADMIN:
         raise Forbidden("this endpoint needs an admin key")
-    if not wants_admin and row.role != PARTNER:
+    if not wants_admin and me.role != PARTNER:
         raise Forbidden("admin keys cannot act for a partner; use the /v1/admin endpoints")
-    g.principal = Principal(row.id, row.name, row.role, row.partner_id, row.callback_url)
+    g.principal = me
+
+
+def _verify(services, key_hash: str) -> Principal:
+    """The key from the database (401 if unknown or revoked), then cached; last_used_at written if stale."""
+    since_used = func.extract("epoch", func.now() - ApiKey.last_used_at)
+    with services.sessions() as session:
+        found = session.execute(select(ApiKey, since_used).where(
+            ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))).one_or_none()
+    if found is None:
+        raise Unauthorized("the API key is not valid or has been revoked")
+    row, age = found[0], (float(found[1]) if found[1] is not None else None)
+    me = Principal(row.id, row.name, row.role, row.partner_id, row.callback_url)
+    if age is None or age >= LAST_USED_RESOLUTION.total_seconds():
+        _touch(services.sessions, row.id)
+        age = 0.0
+    services.keys.put(key_hash, me, age)
+    return me
+
+
+def _touch(sessions, key_id: uuid.UUID) -> None:
+    with sessions() as session, session.begin():
+        session.execute(update(ApiKey).where(
+            ApiKey.id == key_id, or_(ApiKey.last_used_at.is_(None),
+                                     ApiKey.last_used_at < func.now() - LAST_USED_RESOLUTION))
+            .values(last_used_at=func.now()))
 
 
 def principal() -> Principal:

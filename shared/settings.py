@@ -97,11 +97,20 @@ class Settings(BaseSettings):
     orphan_upload_grace_seconds: int = Field(
         600, ge=60, description="An original stored by a submit that never wrote its job row (the API died "
                                 "or Postgres failed in between) is deleted by the sweeper after this long.")
+    retention_days: int = Field(
+        30, ge=1, le=3650,
+        description="Originals and results of finished jobs (succeeded, failed, cancelled) are deleted this "
+                    "many days after the job finished; the job becomes `expired` (its row, without images, is "
+                    "kept). Queued and running jobs never expire.")
 
     # Partners: rate limits, CORS, idempotency, callbacks.
     rate_limit_submit: str = Field("30/minute", description="Submits per API key (flask-limiter syntax).")
     rate_limit_default: str = Field("600/minute", description="All other requests per API key.")
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty = none.")
+    key_cache_seconds: float = Field(
+        10.0, ge=0, le=300, description="An API key verified within this many seconds is trusted from the API "
+                                        "process's memory (no database round trip); a revoked key keeps working "
+                                        "in a process for at most this long. 0 = check every request.")
     idempotency_ttl_seconds: int = Field(86400, ge=86400, description="How long an Idempotency-Key is kept "
                                                                       "(at least 24 h).")
     idempotency_lock_seconds: int = Field(
@@ -114,6 +123,37 @@ class Settings(BaseSettings):
                                                                            "backoff for this long.")
     webhook_backoff_seconds: float = Field(5.0, gt=0, description="First callback retry delay; doubles.")
     webhook_backoff_max_seconds: float = Field(3600.0, gt=0, description="Cap on the callback retry delay.")
+
+    # Operations: logs and metrics (README "Logs" and "Metrics").
+    log_format: str = Field(
+        "text", pattern="^(text|json)$",
+        description="text = readable lines (local use); json = one JSON object per line, with job_id and "
+                    "partner_id on every line about a job (docker-compose.yml sets it).")
+    metrics_port: int = Field(
+        0, ge=0, le=65535,
+        description="Port of this process's own Prometheus endpoint (worker, sweeper, webhook deliverer: one "
+                    "port each); 0 = none. The API serves GET /metrics on its own port instead. The Procfile "
+                    "gives each process honcho's $PORT; docker-compose.yml sets 9100 in each container.")
+    metrics_addr: str = Field("127.0.0.1", description="Address the METRICS_PORT endpoint listens on (0.0.0.0 in "
+                                                       "containers, so Prometheus can reach it).")
+
+    # Pages for people (api/pages/): the partner console at / and the admin dashboard at /admin.
+    secret_key: str | None = Field(
+        None, min_length=1, repr=False,
+        description="Signs the session cookies of the console and dashboard pages (and their CSRF tokens): 32+ "
+                    "random bytes (e.g. `openssl rand -hex 32`), the same in every API process. Unset = the "
+                    "pages answer 503 (the /v1 API is unaffected). `make run` writes a random one to "
+                    ".local/env once and keeps it.")
+    session_cookie_secure: bool = Field(
+        False, description="Always mark the session cookie Secure. Without it the cookie is Secure whenever "
+                           "the request came over HTTPS (directly, or per X-Forwarded-Proto from a "
+                           "TRUSTED_PROXIES proxy).")
+    session_lifetime_seconds: int = Field(8 * 3600, ge=60, le=30 * 24 * 3600,
+                                          description="A page session ends this long after sign-in.")
+    trusted_proxies: int = Field(
+        0, ge=0, le=5, description="Reverse proxies in front of the API whose X-Forwarded-For and "
+                                   "X-Forwarded-Proto are believed (werkzeug ProxyFix); 0 = none.")
+    rate_limit_sign_in: str = Field("10/minute", description="Page sign-in attempts per client address.")
 
     @model_validator(mode="after")
     def _time_limits_nest(self) -> "Settings":

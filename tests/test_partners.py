@@ -6,6 +6,7 @@ import uuid
 import pytest
 from sqlalchemy import select, text, update
 
+from api.key_cache import KeyCache
 from shared.accounts import ApiKey
 from tests.conftest import authed
 from tests.imagegen import encode, post_image, synthetic_portrait
@@ -39,9 +40,51 @@ def test_missing_invalid_and_revoked_keys_are_401(app, keys):
     runner = app.test_cli_runner()
     with app.extensions["portraits"].sessions() as s:
         row = s.scalars(select(ApiKey).where(ApiKey.key_prefix == key[:10])).one()
+    clock = FakeClock()
+    app.extensions["portraits"].keys = KeyCache(10, timer=clock)
     assert authed(app, key).get(f"/v1/jobs/{uuid.uuid4()}").status_code == 404
     assert runner.invoke(args=["keys", "revoke", str(row.id)]).exit_code == 0
+    clock.now += 9  # still trusted from this process's memory (KEY_CACHE_SECONDS = 10)...
+    assert authed(app, key).get(f"/v1/jobs/{uuid.uuid4()}").status_code == 404
+    clock.now += 2  # ...and refused once the cache entry expired
     assert authed(app, key).get(f"/v1/jobs/{uuid.uuid4()}").status_code == 401
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_cached_keys_need_no_database_and_last_use_is_written_once_a_minute(app, keys):
+    key, _ = keys(partner="acme")
+    clock = FakeClock()
+    app.extensions["portraits"].keys = KeyCache(10, timer=clock)
+    client, statements = authed(app, key), []
+    engine = app.extensions["portraits"].engine
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement.split()[0].upper())
+
+    from sqlalchemy import event
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        client.get(f"/v1/jobs/{uuid.uuid4()}")  # verified: SELECT key, UPDATE last_used_at, then the job
+        first = statements.count("UPDATE")
+        statements.clear()
+        clock.now += 5
+        client.get(f"/v1/jobs/{uuid.uuid4()}")  # from memory: only the job's SELECT
+        assert statements.count("UPDATE") == 0 and statements.count("SELECT") == 1, statements
+        statements.clear()
+        clock.now += 5.5  # past the 10 s cache: verified again, but last_used_at is < 60 s old
+        client.get(f"/v1/jobs/{uuid.uuid4()}")
+        assert statements.count("UPDATE") == 0, statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert first == 1
 
 
 def test_keys_are_stored_hashed_and_last_use_is_recorded(app, keys):
