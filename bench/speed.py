@@ -1,25 +1,22 @@
-"""CPU speed of the shipped upscaler vs the OpenCV peer, plus the PSNR cost of each fast path.
+"""CPU speed of the shipped upscaler's backends vs the OpenCV peer, plus the PSNR cost of each path.
 
-    python bench/speed.py                 # MP/s table (512x512 RGB in, 2048x2048 out), 2 threads
-    python bench/speed.py --psnr 100      # + val Y-PSNR of every path vs fp32 on 100 val faces
+    python bench/speed.py                 # MP/s at 128², 512², 1024² RGB in (4x out), 2 threads
+    python bench/speed.py --psnr 100      # + val Y-PSNR of every path vs torch fp32 on 100 val faces
     python bench/speed.py --rss           # + peak RSS of a 3000x4000 RGB photo (in a subprocess)
 
 Every row is end to end, like the peer: uint8 RGB in → uint8 RGB 4x out, through `Upscaler.upscale`
 (tiling, colour conversion, quantization) with only the network's execution swapped. MP/s counts
 output pixels. Rows run interleaved, round after round, and each reports its median, so a busy
-neighbour on a shared CPU slows every row alike. See bench/README.md.
+neighbour slows every row alike. See bench/README.md.
 """
 from __future__ import annotations
 
 import argparse
-import copy
-import io
 import os
 import platform
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import cv2
@@ -29,14 +26,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.variants import KINDS, service_kind, torch_default, variant  # noqa: E402
+from model.devices import cpu_flags  # noqa: E402
 from model.espcn import ESPCN, ESPCNConfig  # noqa: E402
-from model.upscaler import DEFAULT_WEIGHTS, Upscaler, shuffle_nhwc  # noqa: E402
+from model.upscaler import DEFAULT_WEIGHTS, Upscaler  # noqa: E402
 
 DATA = Path(os.environ.get("PORTRAIT_DATA_DIR", REPO.parent / "shared" / "data"))
 PEER = DATA / "peers" / "ESPCN_x4.pb"
 
 
-# ------------------------------------------------------------------------------------------ the nets
 def load_shipped(weights: Path | None, tile: int, precision: str | None = "fp32") -> tuple[Upscaler, str]:
     """The shipped net (or random weights of its architecture when the file is absent)."""
     path = weights or DEFAULT_WEIGHTS
@@ -52,71 +50,26 @@ def load_shipped(weights: Path | None, tile: int, precision: str | None = "fp32"
     return up, f"RANDOM weights with the {cfg['name']} architecture ({path} is absent)"
 
 
-def variant(base: Upscaler, kind: str) -> Upscaler:
-    """A copy of `base` whose network runs one way; everything around it is the shipped code."""
-    from model.upscaler import _Body
-
-    up = Upscaler.__new__(Upscaler)
-    up.__dict__.update(base.__dict__)
-    fp32, scale = base._fp32, base.scale
-    if kind == "fp32_cl":
-        up._fast, up.precision = fp32, "fp32"
-    elif kind == "bf16_cl":
-        up._fast, up.precision = _Body(_net_of(base), torch.device("cpu"), torch.bfloat16), "bf16"
-    elif kind == "fp32_eager":
-        module = copy.deepcopy(fp32.module).to(memory_format=torch.contiguous_format)
-        up._fast = _Plain(module, scale, module, channels_last=False)
-    elif kind == "fp32_ort":
-        up._fast = _Plain(fp32.module, scale, _ort_runner(fp32.module), channels_last=False)
-    elif kind in ("fp32_compile", "bf16_compile"):
-        import torch._inductor.config as inductor
-
-        inductor.freezing = True  # constant-folds weights and lets oneDNN prepack them
-        src = fp32 if kind == "fp32_compile" else variant(base, "bf16_cl")._fast
-        # dynamic=False: inductor's dynamic-shape build of this graph failed a stride assert on new
-        # sizes (torch 2.13); static shapes recompile per crop size instead.
-        up._fast = _Plain(src.module, scale, torch.compile(src.module, dynamic=False), channels_last=True)
-        up.precision = "bf16" if kind == "bf16_compile" else "fp32"
-    else:
-        raise ValueError(kind)
-    return up
+def cpu_header() -> str:
+    """The CPU by name, and the flags that decide the fast paths."""
+    name = platform.processor() or platform.machine()
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    flags = cpu_flags()
+    has = {f: ("yes" if f in flags else "no") for f in ("avx512_bf16", "amx_bf16", "amx_int8", "avx512_vnni")}
+    return (f"CPU: {name}, {os.cpu_count()} logical cores; " + ", ".join(f"{k} {v}" for k, v in has.items()))
 
 
-def _net_of(up: Upscaler) -> ESPCN:
-    net = ESPCN(up.config)
-    net.body.load_state_dict(up._fp32.module.state_dict())
-    return net.eval()
+def versions() -> str:
+    try:
+        import openvino
 
-
-class _Plain:
-    """Same contract as `_Body` (float32 NCHW → shuffled float32 NHWC), another executor."""
-
-    def __init__(self, module, scale: int, run, channels_last: bool):
-        self.run, self.scale = run, scale
-        self.dtype = next(module.parameters()).dtype
-        self.format = torch.channels_last if channels_last else torch.contiguous_format
-
-    def __call__(self, x):
-        return shuffle_nhwc(self.run(x.to(self.dtype).contiguous(memory_format=self.format)), self.scale)
-
-
-def _onnx_bytes(module) -> bytes:
-    buf = io.BytesIO()
-    x = torch.rand(1, module[0].in_channels, 64, 64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated; it is fine for convs
-        torch.onnx.export(module, (x,), buf, input_names=["x"], output_names=["y"], dynamo=False,
-                          dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "y": {0: "n", 2: "h", 3: "w"}})
-    return buf.getvalue()
-
-
-def _ort_runner(module):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = torch.get_num_threads(), 1
-    sess = ort.InferenceSession(_onnx_bytes(module), opts, providers=["CPUExecutionProvider"])
-    return lambda x: torch.from_numpy(sess.run(None, {"x": x.float().numpy()})[0])
+        ov = f"OpenVINO {openvino.__version__.split('-')[0]}"
+    except ImportError:
+        ov = "no OpenVINO"
+    return f"torch {torch.__version__}, {ov}, OpenCV {cv2.__version__}"
 
 
 # ------------------------------------------------------------------------------------------- timing
@@ -131,113 +84,163 @@ def peer_and_bicubic() -> dict:
     return rows
 
 
-def time_rows(rows: dict, img: np.ndarray, runs: int) -> dict:
-    for fn in rows.values():  # warm-up: oneDNN primitive creation, compile, ORT session init
-        fn(img)
-    times = {name: [] for name in rows}
-    for _ in range(runs):
-        for name, fn in rows.items():
-            start = time.perf_counter()
-            fn(img)
-            times[name].append(time.perf_counter() - start)
-    out_mp = img.shape[0] * img.shape[1] * 16 / 1e6
-    return {name: out_mp / float(np.median(t)) for name, t in times.items()}
-
-
-def speed_table(base: Upscaler, args) -> str:
-    kinds = path_kinds(args, {"fp32 eager (NCHW)": "fp32_eager", "fp32 channels_last, fused+prepacked": "fp32_cl",
-                              "bf16 channels_last, fused+prepacked": "bf16_cl"})
+def build_rows(base: Upscaler, kinds: dict[str, str]) -> dict:
     rows = {}
     for label, kind in kinds.items():
         try:
-            up = variant(base, kind)
-            default = " (default)" if up.precision == _default_precision() and kind.endswith("_cl") else ""
-            rows[f"ours: {label}{default}"] = up.upscale
+            rows[label + (" (default)" if kind == service_kind(base) else "")] = variant(base, kind).upscale
         except Exception as exc:  # an optional backend missing is a row we say we skipped, not a crash
             print(f"skipped {label}: {type(exc).__name__}: {exc}", file=sys.stderr)
-    rows |= peer_and_bicubic()
+    return rows | peer_and_bicubic()
+
+
+def time_rows(rows: dict, sizes: list[int], runs: int) -> dict:
+    """{(row, size): output MP/s}: per size, one warm-up round, then the median of `runs` rounds with
+    the rows interleaved. Sizes run one after the other: OpenCV's dnn re-plans its net on every change
+    of input size (3.3 vs 8.5 MP/s for the peer at 128² vs 512² when sizes alternated)."""
     rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, (args.size, args.size, 3), dtype=np.uint8)
-    mps = time_rows(rows, img, args.runs)
-    peer = next((v for k, v in mps.items() if "peer" in k), None)
-    lines = ["| method | MP/s (output, median) | x peer |", "|---|---:|---:|"]
-    for name, v in mps.items():
-        lines.append(f"| {name} | {v:.1f} | {v / peer:.2f} |" if peer else f"| {name} | {v:.1f} | – |")
+    mps = {}
+    for n in sizes:
+        img = rng.integers(0, 256, (n, n, 3), dtype=np.uint8)
+        times = {name: [] for name in rows}
+        for round_ in range(runs + 1):
+            for name, fn in rows.items():
+                start = time.perf_counter()
+                fn(img)
+                if round_:  # round 0 warms up: primitive creation, compile, session init
+                    times[name].append(time.perf_counter() - start)
+        mps |= {(name, n): n * n * 16 / 1e6 / float(np.median(t)) for name, t in times.items()}
+    return mps
+
+
+def speed_table(base: Upscaler, args) -> str:
+    rows = build_rows(base, selected_kinds(args))
+    mps = time_rows(rows, args.sizes, args.runs)
+    peer = next((k for k in rows if "peer" in k), None)
+    ours = next((k for k in rows if "(default)" in k), None)
+    torch_row = next((k for k in rows if k.startswith(torch_default())), None)
+    head = " | ".join(f"{n}² → {4 * n}²: MP/s (x peer, x torch)" for n in args.sizes)
+    lines = [f"| method | {head} |", "|---|" + "---:|" * len(args.sizes)]
+    for name in rows:
+        cells = []
+        for n in args.sizes:
+            v = mps[name, n]
+            x_peer = f"{v / mps[peer, n]:.2f}" if peer else "–"
+            x_torch = f"{v / mps[torch_row, n]:.2f}" if torch_row else "–"
+            cells.append(f"{v:.1f} ({x_peer}, {x_torch})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    note = (f"\nx peer: / OpenCV ESPCN_x4 in the same run; x torch: / '{torch_default()}' (what runs "
+            f"when openvino is absent). Service default here: {ours or service_kind(base)}.")
+    return "\n".join(lines) + note
+
+
+def net_table(base: Upscaler, args) -> str:
+    """Milliseconds per crop for the net alone (each row's executor, no tiling or colour work)."""
+    crops = sorted({min(n, args.tile + 2 * base.margin) for n in args.sizes})
+    bodies = {}
+    for label, kind in selected_kinds(args).items():
+        try:
+            bodies[label] = variant(base, kind)._fast
+        except Exception as exc:
+            print(f"skipped {label}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    rng = np.random.default_rng(0)
+    xs = {c: rng.random((1, c, c, base.config.channels), dtype=np.float32) for c in crops}
+    times = {(label, c): [] for label in bodies for c in crops}
+    for round_ in range(2 * args.runs + 1):
+        for c, x in xs.items():
+            for label, body in bodies.items():
+                start = time.perf_counter()
+                body(x)
+                if round_:
+                    times[label, c].append(time.perf_counter() - start)
+    head = " | ".join(f"{c}² crop: ms median (min)" for c in crops)
+    lines = [f"| net only, one crop | {head} |", "|---|" + "---:|" * len(crops)]
+    for label in bodies:
+        cells = [f"{1e3 * np.median(times[label, c]):.1f} ({1e3 * min(times[label, c]):.1f})" for c in crops]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def path_kinds(args, eager: dict[str, str]) -> dict[str, str]:
-    """Row label → variant kind: the given eager paths, then the optional backends the flags leave in."""
-    kinds = dict(eager)
-    if not args.no_ort:
-        kinds["fp32 onnxruntime"] = "fp32_ort"
-    if not args.no_compile:
-        kinds |= {"fp32 torch.compile": "fp32_compile", "bf16 torch.compile": "bf16_compile"}
-    return kinds
-
-
-def _default_precision() -> str:
-    from model.upscaler import default_precision
-
-    return default_precision(torch.device("cpu"))
+def selected_kinds(args) -> dict[str, str]:
+    """Row label → variant kind, minus the optional rows the flags leave out."""
+    skip = set()
+    if args.no_compile:
+        skip |= {"fp32_compile", "bf16_compile"}
+    if args.no_ort:
+        skip.add("fp32_ort")
+    if args.no_prepacked:
+        skip |= {"fp32_prepacked", "bf16_prepacked"}
+    return {label: kind for label, kind in KINDS.items() if kind not in skip}
 
 
 # ------------------------------------------------------------------------------------------- quality
 def psnr_table(base: Upscaler, limit: int, args) -> str:
-    from skimage.transform import pyramid_reduce
-
-    from model import data as D
+    from model import evaluate as E
     from model import metrics as M
 
-    files = sorted((DATA / "faces" / "val").glob("*.jpg"))[:limit]
-    if not files:
-        return f"(no val faces under {DATA / 'faces' / 'val'}; PSNR cost not measured)"
-    hrs = [D.seed_hr(D.decode(p)) for p in files]
-    lrs = [np.clip(np.rint(pyramid_reduce(h, downscale=4, channel_axis=-1) * 255), 0, 255).astype(np.uint8)
-           for h in hrs]
-    kinds = path_kinds(args, {"fp32 channels_last, fused+prepacked": "fp32_cl", "fp32 eager (NCHW)": "fp32_eager",
-                              "bf16 channels_last, fused+prepacked": "bf16_cl"})
-    lines = [f"| path | val Y-PSNR (dB, {len(files)} faces) | Δ vs fp32 (dB) | max |Δ| 8-bit levels |",
-             "|---|---:|---:|---:|"]
+    try:
+        hrs = E.val_hrs(limit)
+    except FileNotFoundError as exc:
+        return f"({exc}; PSNR cost not measured)"
+    sets = {p: [E.to_uint8(lr) for lr in lrs] for p, lrs in E.make_eval_set(hrs, args.protocols).items()}
+    cols = " | ".join(f"{p}: dB (Δ)" for p in args.protocols)
+    lines = [f"| path ({len(hrs)} val faces) | {cols} | max \\|Δ\\| 8-bit levels |",
+             "|---|" + "---:|" * (len(args.protocols) + 1)]
     ref_out = ref_psnr = None
-    for label, kind in kinds.items():
+    for label, kind in {"torch fp32 channels_last (reference)": "fp32_torch", **selected_kinds(args)}.items():
+        label += " (default)" if kind == service_kind(base) else ""
+        if kind in ("fp32_torch", "fp32_compile", "bf16_compile") and ref_out is not None:
+            continue  # the reference row once; compile equals its eager twin (bench/README.md)
         try:
             up = variant(base, kind)
-        except Exception as exc:
+        except Exception as exc:  # an optional backend missing: said once, in the speed table's log
             print(f"skipped {label}: {type(exc).__name__}: {exc}", file=sys.stderr)
             continue
         try:
-            outs = [up.upscale(lr) for lr in lrs]
+            outs = {p: [up.upscale(lr) for lr in lrs] for p, lrs in sets.items()}
         except Exception as exc:  # report the path as broken rather than lose the other rows
-            lines.append(f"| {label} | failed: {type(exc).__name__} | | |")
+            lines.append(f"| {label} | failed: {type(exc).__name__}: {exc} |")
             continue
-        value = float(np.mean([M.y_psnr(o, h) for o, h in zip(outs, hrs)]))
+        psnr = {p: float(np.mean([M.y_psnr(o, h) for o, h in zip(outs[p], hrs)])) for p in sets}
         if ref_out is None:
-            ref_out, ref_psnr = outs, value
-        diff = max(int(np.abs(o.astype(int) - r.astype(int)).max()) for o, r in zip(outs, ref_out))
-        lines.append(f"| {label} | {value:.4f} | {value - ref_psnr:+.4f} | {diff} |")
+            ref_out, ref_psnr = outs, psnr
+        diff = max(int(np.abs(o.astype(int) - r.astype(int)).max())
+                   for p in sets for o, r in zip(outs[p], ref_out[p]))
+        cells = " | ".join(f"{psnr[p]:.4f} ({psnr[p] - ref_psnr[p]:+.4f})" for p in sets)
+        lines.append(f"| {label} | {cells} | {diff} |")
     return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------- RSS
 RSS_CHILD = """
-import resource, sys, time, numpy as np, torch
+import sys, time, numpy as np, torch
 sys.path.insert(0, {repo!r})
 torch.set_num_threads({threads})
-from bench.speed import load_shipped
+from bench.speed import load_shipped, peak_rss_mib
 weights = {weights!r}
 up, desc = load_shipped(weights and __import__("pathlib").Path(weights), {tile}, precision=None)
 img = np.random.default_rng(0).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_rss_mib()
 start = time.perf_counter()
 out = up.upscale(img)
 took = time.perf_counter() - start
 assert out.shape == (12000, 16000, 3)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(f"3000x4000 RGB → 12000x16000 ({{up.precision}}, tile {tile}, {threads} threads): {{took:.1f}} s, "
-      f"peak RSS {{peak / 1024:.0f}} MiB (before upscale {{before / 1024:.0f}} MiB; output array "
-      f"{{out.nbytes / 2**20:.0f}} MiB) — {{desc}}")
+print(f"3000x4000 RGB → 12000x16000 ({{up.backend}} {{up.precision}}, tile {tile}, {threads} threads): "
+      f"{{took:.1f}} s, peak RSS {{peak_rss_mib():.0f}} MiB (before upscale {{before:.0f}} MiB; "
+      f"output array {{out.nbytes / 2**20:.0f}} MiB) — {{desc}}")
 """
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: on Linux a child's ru_maxrss starts at the
+    RSS its parent had when it forked (this bench's parent holds ~1.4 GB after --psnr)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def rss_report(args) -> str:
@@ -258,24 +261,30 @@ def macs_per_lr_pixel(config: ESPCNConfig) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, default=None, help="default: model/weights/espcn_x4.pt")
-    p.add_argument("--size", type=int, default=512, help="input edge (default 512)")
+    p.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[128, 512, 1024],
+                   help="input edges, comma-separated (default 128,512,1024)")
     p.add_argument("--tile", type=int, default=256, help="Upscaler tile (default 256, the service's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=7, help="timed rounds after one warm-up (default 7)")
-    p.add_argument("--no-compile", action="store_true", help="skip torch.compile rows")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     p.add_argument("--no-ort", action="store_true", help="skip the onnxruntime row")
+    p.add_argument("--no-prepacked", action="store_true", help="skip the private-oneDNN torch rows")
     p.add_argument("--psnr", type=int, default=0, metavar="N", help="also measure PSNR cost on N val faces")
+    p.add_argument("--protocols", type=lambda s: tuple(s.split(",")), default=("pyramid",),
+                   help="LR protocols for --psnr (default pyramid; all: pyramid,area,area_jpeg60,"
+                        "bicubic_blur_noise)")
+    p.add_argument("--net", action="store_true", help="also time the net alone per crop (2x --runs rounds)")
     p.add_argument("--rss", action="store_true", help="also measure peak RSS on a 3000x4000 photo")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    base, desc = load_shipped(args.weights, args.tile)
-    print(f"net: {desc}, {macs_per_lr_pixel(base.config) / 1e3:.1f}k MAC per LR pixel (peer ESPCN_x4: "
-          f"24.6k, on Y); {args.size}x{args.size} RGB in, tile {args.tile}, {args.threads} threads, "
-          f"torch {torch.__version__}, OpenCV {cv2.__version__}, "
-          f"{platform.processor() or platform.machine()}, "
-          f"load avg {os.getloadavg()[0]:.2f}\n")
+    base, desc = load_shipped(args.weights, args.tile, precision=None)  # the service's default path
+    print(f"{cpu_header()}\n{versions()}; {args.threads} thread(s), tile {args.tile}, load avg "
+          f"{os.getloadavg()[0]:.2f}\nnet: {desc}, {macs_per_lr_pixel(base.config) / 1e3:.1f}k MAC per LR "
+          f"pixel (peer ESPCN_x4: 24.6k, on Y)\n")
     print(speed_table(base, args))
+    if args.net:
+        print("\n" + net_table(base, args))
     if args.psnr:
         print("\n" + psnr_table(base, args.psnr, args))
     if args.rss:

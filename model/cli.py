@@ -1,7 +1,7 @@
 """Command line: `python -m model upscale|train|evaluate ...`.
 
     python -m model upscale IN [IN ...] --out DIR [--device auto|cpu|cuda] [--tile N] [--weights P]
-                                        [--precision fp32|bf16|fp16] [--print-size 11x14in] [--dpi 300]
+                                        [--precision fp32|bf16|fp16|int8] [--print-size 11x14in] [--dpi 300]
 
 IN are image files or folders (their images, not recursive); each result is `DIR/<stem>.png`. A file
 that fails prints one `error:` line and the others go on; the exit code is 1 if any failed. `train`
@@ -28,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     up.add_argument("--tile", type=int, default=256, help="input tile edge in pixels (default 256)")
     up.add_argument("--weights", type=Path, default=None, help="state_dict .pt with its .json card")
-    up.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
-                    help="network precision (default: bf16 on GPUs and bf16-capable CPUs, else fp32)")
+    up.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"), default=None,
+                    help="network precision (default: int8 on CPU when the weights' quantized model is there "
+                         "and OpenVINO is installed; else bf16 on GPUs and bf16-capable CPUs, else fp32)")
     up.add_argument("--print-size", default=None, metavar="WxH(in|cm)",
                     help="fit the 4x result to this print (e.g. 11x14in), turned to the photo's orientation")
     up.add_argument("--dpi", type=int, default=None, help=f"print resolution (default {DEFAULT_DPI}), "
@@ -81,7 +82,7 @@ def upscale_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     from model.images import ImageDecodeError, decode_image, encode_png, resize_lanczos
 
     written: dict[str, Path] = {}
-    bar = tqdm(files, desc=f"upscale ({upscaler.device}, {upscaler.precision})", unit="img", file=sys.stderr)
+    bar = tqdm(files, desc=f"upscale ({upscaler.device}, {upscaler.backend} {upscaler.precision})", unit="img", file=sys.stderr)
     for path in bar:
         bar.set_postfix_str(path.name)
         target = args.out / f"{path.stem}.png"

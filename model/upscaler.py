@@ -16,9 +16,14 @@ mattes (176² → 44² → 176²), bicubic wins on soft mattes (40.4 vs 39.6 dB)
 edges (22.9 vs 25.2 dB); bicubic is kept because it cannot invent texture in semi-transparent hair,
 and running the net on alpha would double the net's work for RGBA photos.
 
+Backends: on CPU the net's convolutions and pixel shuffle run in OpenVINO when the `openvino` package
+is installed (`model/openvino_backend.py`: one graph built and compiled per Upscaler, i.e. once per
+worker process), else in torch (public API: channels_last, fp32/bf16); on CUDA always in torch.
 Precision: the net may run in bf16/fp16 (the default on CUDA, and on CPUs with native bf16, see
-`default_precision`); a batch whose half-precision output has any non-finite value is redone in
-fp32. The residual (bicubic) base, colour conversion and quantization are always fp32.
+`default_precision`), or in int8 on OpenVINO, the CPU default when `from_weights` finds an int8
+model made from the same weights (`model/quantize.py`; −0.003 dB on 100 val faces, ~1.7x bf16's
+speed). A batch whose reduced-precision output has any non-finite value is redone in fp32. The
+residual (bicubic) base, colour conversion and quantization are always fp32.
 """
 from __future__ import annotations
 
@@ -26,15 +31,17 @@ import copy
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model import openvino_backend as ov_backend
+from model.devices import PRECISIONS, default_precision, openvino_unusable, resolve_backend, resolve_device
 from model.espcn import ESPCN, ESPCNConfig, count_parameters
 from model.images import RGB_TO_YCC, YCC_TO_RGB, as_hwc, bicubic_upscale, color_transform, max_value, quantize
 
@@ -42,10 +49,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "espcn_x4.pt"
 COLORS = {"rgb": 3, "y_bt601": 1}  # colour convention → channels the net takes
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# bf16 is the CPU default where oneDNN has native bf16 (AVX512-BF16/AMX): ~1.9x the fp32 path for
-# -0.0013 dB val Y-PSNR on 100 faces (bench/README.md). Elsewhere bf16 is emulated, slower than fp32.
-CPU_BF16 = True
 Progress = Callable[[int, int], None]
 
 
@@ -81,89 +84,24 @@ def _axis(n: int, tile: int, margin: int) -> tuple[list[tuple[int, int, int]], i
     return spans, crop
 
 
-# ------------------------------------------------------------------------------------------ devices
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA device")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {device!r} (use auto, cpu or cuda)")
-    return dev
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # private probe; absent means assume no
-        return False
-
-
-def default_precision(device: torch.device) -> str:
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if CPU_BF16 and cpu_has_native_bf16() else "fp32"
-
-
 class _Body:
-    """The network's convolutions in one dtype on one device: float32 NCHW → float32 NHWC, shuffled.
+    """The network's convolutions in torch, in one dtype on one device (public API only).
 
-    This is `ESPCN.forward` minus the residual (added by the caller in fp32, sharing the bicubic
-    it also needs for chroma), returning NHWC, the layout of the output array. On CPU it runs the
-    way torch.compile (inductor, frozen weights) would, without compiling: each conv+ReLU pair is
-    one oneDNN call, on weights reordered once into oneDNN's blocked layout. Unpacked weights are
-    reordered on every call, which cost ~35 % of the net's time in bf16; the separate ReLU another
-    ~10 %. Results equal the plain module's up to float rounding (checked at load, else it is used).
+    (N, h, w, C) float32 numpy → (N, s·h, s·w, C) float32 numpy: `ESPCN.forward` minus the residual
+    (added by the caller in fp32, sharing the bicubic it also needs for chroma), returning NHWC, the
+    layout of the output array. Weights and activations are channels_last (NHWC memory is a
+    channels_last NCHW view, so the input needs no copy).
     """
 
-    def __init__(self, net: ESPCN, device: torch.device, dtype: torch.dtype, crop_hint: int = 272):
-        self.dtype, self.scale = dtype, net.config.scale
-        self.module = copy.deepcopy(net.body).eval().to(device=device, dtype=dtype,
-                                                         memory_format=torch.channels_last)
-        self.plan: list[tuple[nn.Module, torch.Tensor | None, str]] = []
-        if device.type == "cpu" and torch.backends.mkldnn.is_available():
-            self.plan = self._pack(crop_hint, net.config.channels)
+    def __init__(self, body: nn.Sequential, scale: int, device: torch.device, dtype: torch.dtype):
+        self.device, self.dtype, self.scale = device, dtype, scale
+        self.module = copy.deepcopy(body).eval().to(device=device, dtype=dtype, memory_format=torch.channels_last)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.dtype, memory_format=torch.channels_last)
-        return shuffle_nhwc(self._run_packed(x) if self.plan else self.module(x), self.scale)
-
-    def _run_packed(self, x: torch.Tensor) -> torch.Tensor:
-        for layer, weight, post_op in self.plan:
-            if weight is None:
-                x = layer(x)
-            else:
-                x = torch.ops.mkldnn._convolution_pointwise(
-                    x, weight, layer.bias, layer.padding, layer.stride, layer.dilation, layer.groups,
-                    post_op, [], "")
-        return x
-
-    def _pack(self, crop_hint: int, channels: int) -> list:
-        """conv(+ReLU) steps with prepacked weights; [] when this torch lacks the private ops."""
-        layers, plan, i = list(self.module), [], 0
-        try:
-            with torch.inference_mode():
-                while i < len(layers):
-                    layer = layers[i]
-                    if not isinstance(layer, nn.Conv2d):
-                        plan.append((layer, None, ""))
-                        i += 1
-                        continue
-                    relu = i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU)
-                    # The input size is only a hint for oneDNN's kernel choice; any size runs.
-                    packed = torch.ops.mkldnn._reorder_convolution_weight(
-                        layer.weight, layer.padding, layer.stride, layer.dilation, layer.groups,
-                        [1, layer.in_channels, crop_hint, crop_hint])
-                    plan.append((layer, packed, "relu" if relu else "none"))
-                    i += 2 if relu else 1
-                self.plan = plan
-                probe = torch.rand(2, channels, 19, 23).to(self.dtype, memory_format=torch.channels_last)
-                packed_out, plain = self._run_packed(probe).float(), self.module(probe).float()
-        except (AttributeError, RuntimeError, NotImplementedError):  # private ops absent, or no fp16 kernel
-            return []
-        tol = 1e-5 if self.dtype == torch.float32 else 2e-2  # same function, up to rounding
-        return plan if torch.allclose(packed_out, plain, rtol=tol, atol=tol) else []
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(x).permute(0, 3, 1, 2)
+        with torch.inference_mode():
+            t = t.to(self.device).to(self.dtype, memory_format=torch.channels_last)
+            return shuffle_nhwc(self.module(t), self.scale).cpu().numpy()
 
 
 def shuffle_nhwc(z: torch.Tensor, s: int) -> torch.Tensor:
@@ -174,29 +112,56 @@ def shuffle_nhwc(z: torch.Tensor, s: int) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------ upscaler
 class Upscaler:
-    """A loaded net plus how to run it. `upscale` is the whole job: uint8/uint16 HWC in, 4x out."""
+    """A loaded net plus how to run it. `upscale` is the whole job: uint8/uint16 HWC in, 4x out.
+
+    `backend`: "auto" (OpenVINO on CPU where installed, else torch), "openvino" or "torch".
+    `int8_model`: a quantized `openvino.Model` of this net (`from_weights` passes `<name>.int8.xml`);
+    with it, int8 is the default precision on the OpenVINO backend.
+    """
 
     def __init__(self, net: ESPCN, *, name: str = "espcn", version: str = "0", color: str = "rgb",
                  device: str | torch.device = "auto", tile: int = 256, precision: str | None = None,
-                 batch_size: int | None = None):
+                 batch_size: int | None = None, backend: str = "auto", int8_model=None):
         if COLORS.get(color) != net.config.channels:
             raise ValueError(f"color {color!r} does not fit a net with {net.config.channels} channel(s)")
         if tile < 1:
             raise ValueError(f"tile must be a positive number of pixels, got {tile}")
         dev = resolve_device(device)
-        precision = precision or default_precision(dev)
+        if precision is None:  # int8 where a quantized model came with the weights, else the float default
+            precision = default_precision(dev)
+            if int8_model is not None and backend != "torch" and not openvino_unusable(dev, "int8"):
+                precision = "int8"
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if precision == "int8" and int8_model is None:
+            raise ValueError("precision int8 needs a quantized model: <name>.int8.xml beside the weights "
+                             "(python -m model.quantize)")
         self.name, self.version, self.color = name, str(version), color
         self.config: ESPCNConfig = net.config
         self.scale, self.tile, self.precision = net.config.scale, int(tile), precision
         self.margin = max(net.config.receptive_radius, 2)  # bicubic (residual, chroma, alpha) reads 2 px
         self.batch_size = batch_size or (16 if dev.type == "cuda" else 1)
+        self.backend = resolve_backend(backend, dev, precision)
+        self.threads = torch.get_num_threads()  # OpenVINO's INFERENCE_NUM_THREADS (torch's own for torch)
         self._device = dev
-        hint = min(self.tile, 1024) + 2 * self.margin
-        self._fp32 = _Body(net, dev, torch.float32, hint)
-        self._fast = self._fp32 if precision == "fp32" else _Body(net, dev, PRECISIONS[precision], hint)
+        self._layers = copy.deepcopy(net.body).eval().float().cpu()  # fp32 master copy (440 KB shipped)
+        self._int8_model = int8_model
+        self._bodies: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+        self._fast = self._body(precision)
         self.fallback_batches = 0  # batches redone in fp32 because the half output was not finite
+
+    def _body(self, precision: str) -> Callable[[np.ndarray], np.ndarray]:
+        """The net in `precision` on this backend, built on first use (fp32 only if a batch needs it)."""
+        if precision not in self._bodies:
+            if self.backend == "openvino" and precision == "int8":  # its float remainder in the float default
+                hint = default_precision(self._device)
+                self._bodies[precision] = ov_backend.OpenVINOBody(self._int8_model, hint, self.threads)
+            elif self.backend == "openvino":
+                model = ov_backend.build_model(self._layers, self.config.channels, self.scale)
+                self._bodies[precision] = ov_backend.OpenVINOBody(model, precision, self.threads)
+            else:
+                self._bodies[precision] = _Body(self._layers, self.scale, self._device, PRECISIONS[precision])
+        return self._bodies[precision]
 
     @property
     def device(self) -> str:
@@ -204,8 +169,10 @@ class Upscaler:
 
     @classmethod
     def from_weights(cls, path: str | Path | None = None, device: str = "auto", tile: int = 256,
-                     *, precision: str | None = None, batch_size: int | None = None) -> "Upscaler":
-        """Load `<name>.pt` (a state_dict) and its model card `<name>.json` (default: espcn_x4)."""
+                     *, precision: str | None = None, batch_size: int | None = None,
+                     backend: str = "auto") -> Upscaler:
+        """Load `<name>.pt` (a state_dict), its model card `<name>.json` (default: espcn_x4), and the
+        int8 model `<name>.int8.xml` when it exists and was made from these weights (model/quantize.py)."""
         path = Path(path) if path is not None else DEFAULT_WEIGHTS
         card_path = path.with_suffix(".json")
         if not path.is_file():
@@ -221,8 +188,14 @@ class Upscaler:
         if "parameters" in card and card["parameters"] != count_parameters(net):
             raise ValueError(f"{card_path} says {card['parameters']} parameters, the net has "
                              f"{count_parameters(net)}")
+        int8 = None
+        if backend != "torch" and precision in (None, "int8"):
+            from model.quantize import load_int8
+
+            int8 = load_int8(path)
         return cls(net, name=card["name"], version=card["version"], color=card.get("color", "rgb"),
-                   device=device, tile=tile, precision=precision, batch_size=batch_size)
+                   device=device, tile=tile, precision=precision, batch_size=batch_size, backend=backend,
+                   int8_model=int8)
 
     # ---------------------------------------------------------------------------------------- upscale
     def upscale(self, img: np.ndarray, progress: Progress | None = None) -> np.ndarray:
@@ -257,19 +230,16 @@ class Upscaler:
 
     def _net(self, x: np.ndarray) -> np.ndarray:
         """(N, h, w, c) float32 LR → (N, 4h, 4w, net channels) float32 net output (no residual)."""
-        t = torch.from_numpy(x).permute(0, 3, 1, 2)  # NHWC memory is channels_last NCHW
-        if t.shape[1] != self.config.channels:
-            t = t.expand(-1, self.config.channels, -1, -1)  # gray replicated into an RGB net
-        t = t.to(self._device)
-        with torch.inference_mode():
-            y = self._fast(t)
-            # One reduction instead of an elementwise isfinite: any NaN/inf makes the sum non-finite.
-            if self._fast is not self._fp32 and not bool(torch.isfinite(y.sum())):
-                self.fallback_batches += 1
-                log.warning("%s output not finite on a batch of %d tile(s); redoing it in fp32",
-                            self.precision, t.shape[0])
-                y = self._fp32(t)
-        return y.cpu().numpy()
+        if x.shape[-1] != self.config.channels:
+            x = np.repeat(x, self.config.channels, axis=-1)  # gray replicated into an RGB net
+        y = self._fast(x)
+        # One reduction instead of an elementwise isfinite: any NaN/inf makes the sum non-finite.
+        if self.precision != "fp32" and not np.isfinite(y.sum()):
+            self.fallback_batches += 1
+            log.warning("%s output not finite on a batch of %d tile(s); redoing it in fp32",
+                        self.precision, x.shape[0])
+            y = self._body("fp32")(x)
+        return y
 
     def _finish(self, out: np.ndarray, t: Tile, hr: np.ndarray, lr: np.ndarray, color_ch: int,
                 full: int) -> None:

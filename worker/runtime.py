@@ -35,7 +35,8 @@ class Runtime:
             torch.set_num_threads(self.settings.torch_threads)
         upscaler = Upscaler.from_weights(self.settings.model_weights, device=self.settings.model_device,
                                          tile=self.settings.model_tile)
-        log.info("loaded model %s %s on %s", upscaler.name, upscaler.version, upscaler.device)
+        log.info("loaded model %s %s on %s (%s %s, %d threads)", upscaler.name, upscaler.version, upscaler.device,
+                 upscaler.backend, upscaler.precision, upscaler.threads)
         return upscaler
 
 

@@ -1,4 +1,8 @@
-"""Upscaler: tiled == untiled, shapes, colour/alpha/16-bit handling, half precision and its fallback."""
+"""Upscaler: tiled == untiled, shapes, colour/alpha/16-bit handling, half precision and its fallback.
+
+These run on the default backend (OpenVINO on CPU where it is installed); test_openvino_backend.py
+compares it with torch.
+"""
 from __future__ import annotations
 
 import io
@@ -19,7 +23,7 @@ if str(ROOT) not in sys.path:
 from model import Upscaler, decode_image, encode_png  # noqa: E402
 from model.espcn import ESPCN, ESPCNConfig, count_parameters  # noqa: E402
 from model.images import RGB_TO_YCC, YCC_TO_RGB  # noqa: E402
-from model.upscaler import _Body, plan_tiles  # noqa: E402
+from model.upscaler import plan_tiles  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -109,19 +113,29 @@ def test_batches_and_single_tiles_agree():
     assert np.array_equal(one, many)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_packed_conv_relu_path_matches_the_module(dtype):
-    net, _ = make_net("seed_rgb")
-    body = _Body(net, torch.device("cpu"), dtype, crop_hint=40)
-    assert body.plan, "the prepacked oneDNN path should be available on CPU"
-    x = torch.rand(2, 3, 21, 17)  # not the size hinted at
-    tol = 1e-5 if dtype == torch.float32 else 2e-2
-    with torch.inference_mode():
-        plain = body.module(x.to(dtype).contiguous(memory_format=torch.channels_last)).float()
-        packed = body._run_packed(x.to(dtype).contiguous(memory_format=torch.channels_last)).float()
-        assert torch.allclose(packed, plain, atol=tol, rtol=tol)
-        if dtype == torch.float32:
-            assert torch.allclose(body(x), net(x).permute(0, 2, 3, 1), atol=1e-5)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_torch_body_is_the_module_in_nhwc(precision):
+    net, color = make_net("seed_rgb")
+    up = Upscaler(net, color=color, device="cpu", precision=precision, backend="torch")
+    x = np.random.default_rng(0).random((2, 21, 17, 3), dtype=np.float32)
+    with torch.no_grad():
+        ref = net.shuffle(net.body(torch.from_numpy(x).permute(0, 3, 1, 2))).permute(0, 2, 3, 1).numpy()
+    tol = 1e-5 if precision == "fp32" else 2e-2
+    np.testing.assert_allclose(up._fast(x), ref, atol=tol, rtol=tol)
+
+
+def test_auto_backend_is_torch_without_openvino(monkeypatch):
+    from model import openvino_backend
+
+    monkeypatch.setattr(openvino_backend, "available", lambda: False)
+    net, color = make_net("luma_small")
+    up = Upscaler(net, color=color, device="cpu", tile=16)
+    assert up.backend == "torch"
+    assert up.upscale(image(20, 20, 3, np.uint8)).shape == (80, 80, 3)
+    with pytest.raises(ValueError, match="not installed"):
+        Upscaler(net, color=color, device="cpu", backend="openvino")
+    with pytest.raises(ValueError, match="int8"):
+        Upscaler(net, color=color, device="cpu", precision="int8", int8_model=object())
 
 
 # ------------------------------------------------------------------------------- channels & dtypes
@@ -249,8 +263,10 @@ def test_device_and_precision_choice():
             Upscaler(net, color=color, device="cuda")
     with pytest.raises(ValueError):
         Upscaler(net, color="rgb", device="cpu")  # a luma net is not an RGB net
-    with pytest.raises(ValueError):
-        Upscaler(net, color=color, device="cpu", precision="int8")
+    with pytest.raises(ValueError, match="quantized model"):
+        Upscaler(net, color=color, device="cpu", precision="int8")  # int8 needs <name>.int8.xml
+    with pytest.raises(ValueError, match="backend"):
+        Upscaler(net, color=color, device="cpu", backend="onnx")
 
 
 # ------------------------------------------------------------------------------- progress & cancel
