@@ -1,7 +1,8 @@
-"""`python -m bench speed|gpu|chaos|train_step [args]` (what `make bench BENCH_ARGS="..."` runs).
+"""`python -m bench speed|gpu|faces|chaos|train_step [args]` (what `make bench BENCH_ARGS="..."` runs).
 
 - speed: CPU output megapixels/s of the shipped model's inference paths vs the OpenCV ESPCN peer.
 - gpu: the CUDA path's MP/s by batch size and precision (exits 2 without CUDA).
+- faces: face detection recall and false positives on group photos composed from val faces.
 - chaos: N jobs, K kill -9s and a Redis restart; lost / finished twice / recovery time.
 - train_step: training step time, fp32 vs the bf16 forward.
 """
@@ -11,7 +12,7 @@ import runpy
 import sys
 from pathlib import Path
 
-BENCHES = {"speed": "speed.py", "gpu": "gpu.py", "chaos": "chaos.py",
+BENCHES = {"speed": "speed.py", "gpu": "gpu.py", "faces": "faces.py", "chaos": "chaos.py",
            "train_step": "train_step.py"}
 
 
