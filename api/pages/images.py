@@ -6,6 +6,8 @@ and model/images.py, which need Pillow and numpy, not torch.
 """
 from __future__ import annotations
 
+import contextlib
+
 import math
 from dataclasses import dataclass
 
@@ -55,14 +57,8 @@ def _storage():
 def _stream(key: str, content_type: str, download_name: str | None = None) -> Response:
     """The object, streamed from S3 in chunks (a 600 MP result never sits in this process whole)."""
     storage = _storage()
-    try:
+    with _storage_errors():
         obj = storage.client.get_object(storage.bucket, key)
-    except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
-            raise JobNotFound("this image is no longer in storage") from None
-        raise DependencyUnavailable("object storage is unavailable; try again shortly") from exc
-    except Exception as exc:
-        raise DependencyUnavailable("object storage is unavailable; try again shortly") from exc
 
     def chunks():
         try:
@@ -80,8 +76,15 @@ def _stream(key: str, content_type: str, download_name: str | None = None) -> Re
 
 
 def _read(key: str) -> bytes:
-    try:
+    with _storage_errors():
         return _storage().get(key)
+
+
+@contextlib.contextmanager
+def _storage_errors():
+    """A missing object is a 404 (erased or expired meanwhile); any other storage failure a 503."""
+    try:
+        yield
     except S3Error as exc:
         if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
             raise JobNotFound("this image is no longer in storage") from None
