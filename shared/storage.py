@@ -17,6 +17,12 @@ from minio.error import S3Error
 from shared.settings import Settings
 
 RESULT_CONTENT_TYPE = "image/png"
+MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "NoSuchObject", "NotFound"})
+
+
+def is_missing_object(exc: BaseException) -> bool:
+    """Whether an exception is S3's "no such object" (as opposed to storage being unavailable)."""
+    return isinstance(exc, S3Error) and exc.code in MISSING_OBJECT_CODES
 
 
 def job_prefix(partner_id: uuid.UUID | None, job_id: uuid.UUID) -> str:
@@ -72,7 +78,7 @@ class Storage:
         try:
             self.client.stat_object(self.bucket, key)
         except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+            if is_missing_object(exc):
                 return False
             raise
         return True

@@ -10,9 +10,9 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from model.images import ImageDecodeError, ImageTooLargeError
 from shared.failures import Failure, failure
+from shared.storage import is_missing_object
 from worker.decode_guard import DecoderCrashed, DecoderTimedOut
 
-MISSING_OBJECT = {"NoSuchKey", "NoSuchObject", "NotFound"}
 
 
 def classify(exc: BaseException) -> Failure:
@@ -25,7 +25,7 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, ImageDecodeError):
         return failure("image_undecodable")
     if isinstance(exc, S3Error):
-        return failure("original_missing" if exc.code in MISSING_OBJECT else "storage_unavailable")
+        return failure("original_missing" if is_missing_object(exc) else "storage_unavailable")
     if isinstance(exc, (Urllib3Error, ConnectionError, TimeoutError)):
         return failure("storage_unavailable")
     if isinstance(exc, SQLAlchemyError):

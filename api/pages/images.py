@@ -12,12 +12,12 @@ import math
 from dataclasses import dataclass
 
 from flask import Response, current_app, stream_with_context
-from minio.error import S3Error
 
 from model.images import ImageDecodeError, decode_image, encode_png, resize_lanczos
 from model.print_size import fit_to_print, parse_print_size
 from shared.errors import DependencyUnavailable, InvalidRequest, JobNotFound, ResultNotReady
 from shared.models import Job, JobStatus
+from shared.storage import is_missing_object
 
 PRINT_DPI = 300  # what photo labs ask for
 # (slug in URLs, label, size as model/print_size.py parses it)
@@ -85,11 +85,9 @@ def _storage_errors():
     """A missing object is a 404 (erased or expired meanwhile); any other storage failure a 503."""
     try:
         yield
-    except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
-            raise JobNotFound("this image is no longer in storage") from None
-        raise DependencyUnavailable("object storage is unavailable; try again shortly") from exc
     except Exception as exc:
+        if is_missing_object(exc):
+            raise JobNotFound("this image is no longer in storage") from None
         raise DependencyUnavailable("object storage is unavailable; try again shortly") from exc
 
 
