@@ -13,8 +13,7 @@ from sqlalchemy import String, cast, func, or_, select
 from shared import lifecycle
 from shared.errors import InvalidRequest, JobNotFound, JobNotRequeueable
 from shared.models import Job, JobEvent, JobStatus
-from shared.queue import publish_upscale
-from shared.validation import bounded_int, json_object, optional_text
+from shared.validation import bounded_int, job_status, json_object, optional_text
 
 bp = Blueprint("admin", __name__, url_prefix="/v1/admin")
 MAX_PER_PAGE = 200
@@ -28,12 +27,9 @@ def job_filter(args) -> list:
     """WHERE clauses from `status`, `since` (ISO 8601, on created_at) and `q`: an id prefix, an error code,
     or text in the partner-facing error or in any event's internal error detail."""
     clauses = []
-    status = optional_text(args.get("status"), "status", 16)
-    if status:
-        try:
-            clauses.append(Job.status == JobStatus(status))
-        except ValueError:
-            raise InvalidRequest(f"status must be one of {[s.value for s in JobStatus]}", field="status") from None
+    status = job_status(args.get("status"))
+    if status is not None:
+        clauses.append(Job.status == status)
     since = optional_text(args.get("since"), "since", 64)
     if since:
         try:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.auth import principal
 from shared.errors import DependencyUnavailable, Forbidden, InvalidRequest
 from shared.models import Job, JobStatus
-from shared.validation import bounded_int, optional_text
+from shared.validation import bounded_int, job_status, optional_text
 
 bp = Blueprint("listing", __name__, url_prefix="/v1/jobs")
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
@@ -52,14 +52,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def status_filter() -> JobStatus | None:
-    status = optional_text(request.args.get("status"), "status", 16)
-    if status is None:
-        return None
-    try:
-        return JobStatus(status)
-    except ValueError:
-        raise InvalidRequest(f"status must be one of {[s.value for s in JobStatus]}",
-                             field="status") from None
+    return job_status(request.args.get("status"))
 
 
 @bp.get("")

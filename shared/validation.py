@@ -27,6 +27,19 @@ def optional_text(value, field: str, max_length: int = 1000) -> str | None:
     return value
 
 
+def job_status(value, field: str = "status"):
+    """None/"" → None; else the JobStatus it names, or a 400 listing the statuses."""
+    from shared.models import JobStatus
+
+    text = optional_text(value, field, 16)
+    if text is None:
+        return None
+    try:
+        return JobStatus(text)
+    except ValueError:
+        raise InvalidRequest(f"{field} must be one of {[s.value for s in JobStatus]}", field=field) from None
+
+
 def bounded_int(value, field: str, lo: int, hi: int, default: int) -> int:
     """An integer in [lo, hi] given as a JSON number or a decimal string; absent → default."""
     if value is None or value == "":
