@@ -8,6 +8,7 @@ from sqlalchemy import select, text, update
 
 from api.key_cache import KeyCache
 from shared.accounts import ApiKey
+from tests.clock import FakeClock
 from tests.conftest import authed
 from tests.imagegen import encode, post_image, synthetic_portrait
 
@@ -49,13 +50,6 @@ def test_missing_invalid_and_revoked_keys_are_401(app, keys):
     clock.now += 2  # ...and refused once the cache entry expired
     assert authed(app, key).get(f"/v1/jobs/{uuid.uuid4()}").status_code == 401
 
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_cached_keys_need_no_database_and_last_use_is_written_once_a_minute(app, keys):

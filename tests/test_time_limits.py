@@ -8,22 +8,16 @@ import uuid
 
 import pytest
 
+from tests.clock import FakeClock
 from tests.imagegen import encode, post_image, synthetic_portrait
 from tests.polling import poll
 from tests.processes import PacedWorkerProcess
 from worker.heartbeat import Heartbeat, JobAborted
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 def test_heartbeat_applies_the_soft_then_the_hard_limit():
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     job = type("Job", (), {"id": uuid.uuid4(), "attempts": 1})()
     beat = Heartbeat(sessions=None, job=job, lease_seconds=30, interval=0.5, soft_limit=10, hard_limit=12,
                      clock=clock)
