@@ -1,7 +1,7 @@
 """Recently verified API keys, so most requests authenticate without a database round trip.
 
-Profiled on `GET /v1/jobs/<id>`, authentication was half the request's CPU: a SELECT of the key and an
-UPDATE of `last_used_at`, each with a pool pre-ping. Now a key verified in the last KEY_CACHE_SECONDS
+Authentication was the largest share of a poll's CPU (a SELECT of the key and an UPDATE of
+`last_used_at`, each with a pool pre-ping); `bench/poll_cpu.py` measures the difference. Now a key verified in the last KEY_CACHE_SECONDS
 (10 s) is trusted from memory (per process; only its SHA-256 is kept), and `last_used_at` is written
 at most once a minute per key and process. The price: a revoked key keeps working in a process that
 verified it for at most KEY_CACHE_SECONDS; KEY_CACHE_SECONDS=0 turns the cache off.

@@ -7,8 +7,8 @@ or taken away (lease expired, another attempt claimed it) it sets `stop_reason`,
 per-tile progress callback raises `JobAborted`, so the upscale stops between tiles. A cancel is thus
 noticed within one interval plus one tile, and a poller sees progress at most one interval old.
 
-It also enforces the task time limits, which Celery's solo pool does not (checked with Celery 5.7: a
-5 s task with 1 s / 2 s limits ran to the end). Past TASK_SOFT_TIME_LIMIT the attempt stops at the next
+It also enforces the task time limits, which Celery's solo pool cannot (it has no way to interrupt a
+running task). Past TASK_SOFT_TIME_LIMIT the attempt stops at the next
 tile (`stop_reason = "timeout"`: a transient `processing_timeout`). Past TASK_TIME_LIMIT, when even
 that did not happen (stuck in native code), the thread stops renewing the lease, so the sweeper gives
 the job to another worker after LEASE_SECONDS; the fencing token keeps this one from writing later.
