@@ -111,3 +111,19 @@ def test_evaluation_set_is_deterministic():
             np.testing.assert_array_equal(x, y)
     c = E.make_eval_set(hrs, seed=1)
     assert not np.array_equal(a["bicubic_blur_noise"][0], c["bicubic_blur_noise"][0])
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("name,algo", [("ESPCN_x4", "espcn"), ("FSRCNN_x4", "fsrcnn")])
+def test_opencv_peers_load_and_upscale(name, algo):
+    """The peer baselines of the evaluation table and bench/speed.py load in the installed OpenCV
+    (5.1.0 read their TensorFlow .pb as ONNX and failed; pyproject pins it below 5.1)."""
+    from model import data as D
+    from model import evaluate as E
+
+    if not (D.peers_dir() / f"{name}.pb").is_file():
+        pytest.skip(f"peer weights absent: {D.peers_dir() / name}.pb (../shared/data beside the checkout)")
+    sr = E.load_peer(name, algo)
+    lr = np.random.default_rng(0).random((12, 10, 3), dtype=np.float32)
+    (out,) = E.peer_upscale(sr, [lr])
+    assert out.shape == (48, 40, 3) and out.dtype == np.uint8
