@@ -12,6 +12,8 @@ Downscalers:
   bilinear — PIL bilinear (antialiased).
 Corruptions (training mix): Gaussian blur of the HR before downscaling, Gaussian sensor noise,
 JPEG re-encoding (quality 30–95), grayscale (applied to HR *and* LR so the target stays consistent).
+A mix with a ``print`` section adds what happens to old prints (`model/print_damage.py`): fading and
+colour casts (HR and LR), halftone screens, defocus and motion blur, film grain, double JPEG.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ import math
 import cv2
 import numpy as np
 from PIL import Image
+
+from model import print_damage as P
 
 SCALE = 4
 
@@ -176,7 +180,12 @@ def degrade_pair(hr: np.ndarray, cfg: dict | None, rng: np.random.Generator,
         raise ValueError(f"unknown degrade mode {mode!r}")
     if rng.random() < c["gray"]["p"]:
         hr = grayscale(hr)
+    prints = c.get("print")  # absent in older configs: their random draws stay exactly as they were
+    if prints:
+        hr = _damage_print(hr, prints, rng)
     x = hr
+    if prints:
+        x = _damage_capture(x, prints, rng)
     if rng.random() < c["blur"]["p"]:
         x = gaussian_blur(x, rng.uniform(*c["blur"]["sigma"]))
     names = list(c["downscale"].keys())
@@ -185,12 +194,43 @@ def degrade_pair(hr: np.ndarray, cfg: dict | None, rng: np.random.Generator,
     lr = DOWNSCALERS[down](x, scale)
     if rng.random() < c["noise"]["p"]:
         lr = add_noise(lr, rng.uniform(*c["noise"]["sigma"]), rng, gray=rng.random() < c["noise"]["gray_p"])
+    if prints and _hit(prints, "grain", rng):
+        g = prints["grain"]
+        lr = P.film_grain(lr, rng.uniform(*g["sigma"]), rng.uniform(*g["clump"]), rng, mono=rng.random() < 0.7)
     if c.get("quantize", True):
         lr = quantize(lr).astype(np.float32) / 255.0
-    if rng.random() < c["jpeg"]["p"]:
+    if prints and _hit(prints, "double_jpeg", rng):
+        q0, q1 = prints["double_jpeg"]["quality"]
+        qa, qb = (int(rng.integers(int(q0), int(q1) + 1)) for _ in range(2))
+        lr = P.double_jpeg(lr, qa, qb, (int(rng.integers(0, 8)), int(rng.integers(0, 8))))
+    elif rng.random() < c["jpeg"]["p"]:
         q0, q1 = c["jpeg"]["quality"]
         lr = jpeg(lr, int(rng.integers(int(q0), int(q1) + 1)))
     return hr, np.clip(lr, 0, 1).astype(np.float32)
+
+
+def _hit(prints: dict, key: str, rng: np.random.Generator) -> bool:
+    return key in prints and rng.random() < float(prints[key]["p"])
+
+
+def _damage_print(hr: np.ndarray, prints: dict, rng: np.random.Generator) -> np.ndarray:
+    """Damage to the print itself, which the target keeps: fading and a colour cast (uint8 HR out)."""
+    if _hit(prints, "fade", rng):
+        cast = (1 + rng.uniform(-0.02, 0.06), 1 + rng.uniform(-0.02, 0.02), 1 - rng.uniform(0.0, 0.15))
+        hr = quantize(P.colour_fade(hr, rng.uniform(*prints["fade"]["amount"]), cast))
+    return hr
+
+
+def _damage_capture(x: np.ndarray, prints: dict, rng: np.random.Generator) -> np.ndarray:
+    """What the scan or the phone adds before sampling: halftone dots, defocus or shake (target stays sharp)."""
+    if _hit(prints, "halftone", rng):
+        h = prints["halftone"]
+        x = P.halftone(x, rng.uniform(*h["period"]), rng.uniform(0, 90), rng.uniform(*h["strength"]))
+    if _hit(prints, "defocus", rng):
+        x = P.defocus_blur(x, rng.uniform(*prints["defocus"]["radius"]))
+    elif _hit(prints, "motion", rng):
+        x = P.motion_blur(x, rng.uniform(*prints["motion"]["length"]), rng.uniform(0, 180))
+    return x
 
 
 def describe(cfg: dict | None) -> dict:

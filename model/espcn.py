@@ -22,6 +22,9 @@ class ESPCNConfig:
     widths: tuple[int, ...] = (64, 64, 32, 16)  # feature maps of the hidden convolutions
     first_kernel: int = 5  # kernel of the first conv; the rest are 3x3
     residual: bool = False  # predict the difference to a bicubic upscale of the input
+    # Residual blocks (conv3x3-ReLU-conv3x3 + skip, at widths[0]) after the first conv: the compact
+    # LR-space design of FSRCNN/SRVGG-style nets. 0 = the plain ESPCN stack.
+    blocks: int = 0
     extra: dict = field(default_factory=dict, compare=False)  # free-form notes (not used by forward)
 
     def to_dict(self) -> dict:
@@ -33,13 +36,14 @@ class ESPCNConfig:
     def from_dict(cls, d: dict) -> "ESPCNConfig":
         d = dict(d)
         d["widths"] = tuple(d.get("widths", cls.widths))
-        known = {k: d[k] for k in ("scale", "channels", "widths", "first_kernel", "residual", "extra") if k in d}
+        known = {k: d[k] for k in ("scale", "channels", "widths", "first_kernel", "residual", "blocks", "extra")
+                 if k in d}
         return cls(**known)
 
     @property
     def receptive_radius(self) -> int:
         """LR pixels of context each output pixel sees on one side (drives tile overlap)."""
-        radius = self.first_kernel // 2 + len(self.widths)  # every later conv is 3x3
+        radius = self.first_kernel // 2 + len(self.widths) + 2 * self.blocks  # every later conv is 3x3
         return radius + (2 if self.residual else 0)  # bicubic reads 2 px either side
 
 
@@ -54,9 +58,11 @@ class ESPCN(nn.Module):
         self.config = config
         layers: list[nn.Module] = []
         in_ch, kernel = config.channels, config.first_kernel
-        for width in config.widths:
+        for i, width in enumerate(config.widths):
             layers += [nn.Conv2d(in_ch, width, kernel, padding=kernel // 2), nn.ReLU(inplace=True)]
             in_ch, kernel = width, 3
+            if i == 0:
+                layers += [ResidualBlock(width) for _ in range(config.blocks)]
         layers.append(nn.Conv2d(in_ch, config.channels * config.scale**2, 3, padding=1))
         self.body = nn.Sequential(*layers)
         self.shuffle = nn.PixelShuffle(config.scale)
@@ -66,6 +72,18 @@ class ESPCN(nn.Module):
         if self.config.residual:
             y = y + F.interpolate(x, scale_factor=self.config.scale, mode="bicubic", align_corners=False)
         return y
+
+
+class ResidualBlock(nn.Module):
+    """x + conv(relu(conv(x))), then ReLU: two 3x3 convs that learn a correction of their input."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.conv2(F.relu(self.conv1(x))))
 
 
 def count_parameters(model: nn.Module) -> int:

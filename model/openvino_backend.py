@@ -20,6 +20,8 @@ from functools import lru_cache
 import numpy as np
 from torch import nn
 
+from model.espcn import ResidualBlock
+
 # Upscaler precision → OpenVINO INFERENCE_PRECISION_HINT, and the CPU capability each one needs.
 # int8 needs a quantized model (model/quantize.py); its float remainder runs in the float hint.
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -53,21 +55,7 @@ def build_model(body: nn.Sequential, channels: int, scale: int):
         return ops.constant(np.array(values, np.int64))
 
     x = ops.parameter([-1, -1, -1, channels], ov.Type.f32, name="lr")  # (N, h, w, C) in [0, 1]
-    h = ops.transpose(x, const(0, 3, 1, 2))
-    for layer in body:
-        if isinstance(layer, nn.Conv2d):
-            if layer.groups != 1 or layer.padding_mode != "zeros" or isinstance(layer.padding, str):
-                raise ValueError(f"unsupported conv for the OpenVINO graph: {layer}")
-            weight = layer.weight.detach().float().cpu().numpy()
-            pad_y, pad_x = layer.padding
-            h = ops.convolution(h, ops.constant(weight), list(layer.stride), [pad_y, pad_x], [pad_y, pad_x],
-                                list(layer.dilation))
-            if layer.bias is not None:
-                h = ops.add(h, ops.constant(layer.bias.detach().float().cpu().numpy().reshape(1, -1, 1, 1)))
-        elif isinstance(layer, nn.ReLU):
-            h = ops.relu(h)
-        else:
-            raise TypeError(f"unsupported layer for the OpenVINO graph: {layer}")
+    h = _layers(ops.transpose(x, const(0, 3, 1, 2)), body)
     # PixelShuffle to NHWC: (N, C·s·s, h, w) → (N, C, s, s, h, w) → (N, h, s, w, s, C) → (N, s·h, s·w, C).
     shape = ops.shape_of(x)
     n, lr_h, lr_w = (ops.gather(shape, const(i), const(0)) for i in range(3))
@@ -76,6 +64,36 @@ def build_model(body: nn.Sequential, channels: int, scale: int):
     hr_h, hr_w = ops.multiply(lr_h, const(scale)), ops.multiply(lr_w, const(scale))
     h = ops.reshape(h, ops.concat([n, hr_h, hr_w, const(channels)], 0), False)
     return ov.Model([h], [x], "espcn_body")
+
+
+def _conv(h, layer: nn.Conv2d):
+    import openvino.opset13 as ops
+
+    if layer.groups != 1 or layer.padding_mode != "zeros" or isinstance(layer.padding, str):
+        raise ValueError(f"unsupported conv for the OpenVINO graph: {layer}")
+    weight = layer.weight.detach().float().cpu().numpy()
+    pad_y, pad_x = layer.padding
+    h = ops.convolution(h, ops.constant(weight), list(layer.stride), [pad_y, pad_x], [pad_y, pad_x],
+                        list(layer.dilation))
+    if layer.bias is not None:
+        h = ops.add(h, ops.constant(layer.bias.detach().float().cpu().numpy().reshape(1, -1, 1, 1)))
+    return h
+
+
+def _layers(h, layers):
+    """The ops of `layers` (Conv2d, ReLU, ResidualBlock) applied to the NCHW node `h`."""
+    import openvino.opset13 as ops
+
+    for layer in layers:
+        if isinstance(layer, nn.Conv2d):
+            h = _conv(h, layer)
+        elif isinstance(layer, nn.ReLU):
+            h = ops.relu(h)
+        elif isinstance(layer, ResidualBlock):
+            h = ops.relu(ops.add(h, _conv(ops.relu(_conv(h, layer.conv1)), layer.conv2)))
+        else:
+            raise TypeError(f"unsupported layer for the OpenVINO graph: {layer}")
+    return h
 
 
 class OpenVINOBody:

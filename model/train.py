@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from model import data as D
 from model import degrade as G
 from model.espcn import ESPCN, ESPCNConfig
-from model.train_config import REPO, dump_yaml, load_config, merge
+from model.train_config import REPO, dump_yaml, load_config, merge, override
 from model.train_run import export_weights, make_card, save_loss_plot  # noqa: F401 (re-exported)
 from model.trainset import TrainSet
 
@@ -117,7 +117,8 @@ def train(cfg: dict, out: Path, resume: bool = False, epochs: int | None = None,
     dump_yaml(cfg, out / "config.yaml")
 
     t_load = time.perf_counter()
-    images = D.load_split("train", cfg["data"]["train_limit"], progress=progress)
+    images = [im for split in cfg["data"]["splits"]
+              for im in D.load_split(split, cfg["data"]["train_limit"], progress=progress)]
     ds = TrainSet(cfg, images)
     val_hr = [D.seed_hr(im, cfg["data"]["hr_size"]) for im in D.load_split("val", cfg["data"]["val_limit"])]
     val_lr = [G.degrade_named(h, "pyramid") for h in val_hr]
@@ -214,9 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default=None, help="override the model name (card + exported file names)")
     ap.add_argument("--no-final-eval", action="store_true", help="skip the full-val scoring for the card")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML",
+                    help="override one config value, e.g. --set model.blocks=3 --set 'model.widths=[48, 32]' "
+                         "(repeatable; recorded in the run's config.yaml and card)")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config)
+        for assignment in args.set:
+            cfg = override(cfg, assignment)
     except (FileNotFoundError, ValueError) as e:
         print(f"train: {e}", file=sys.stderr)
         return 2

@@ -26,7 +26,8 @@ DEFAULTS: dict = {
     "color": "rgb",  # rgb | y_bt601
     "model": ESPCNConfig().to_dict(),
     "data": {
-        "train_limit": None,  # first N train faces (sorted); None = all
+        "splits": ["train"],  # folders under faces/ to train on (train_extra: 6,000 more, training only)
+        "train_limit": None,  # first N faces of each split (sorted); None = all
         "val_limit": 200,  # faces for the per-epoch val PSNR
         "hr_size": 176,
         "crop": "center",  # center (seed) | random
@@ -83,6 +84,12 @@ def load_config(name_or_path: str | Path | dict) -> dict:
         raw, stem = yaml.safe_load(path.read_text()) or {}, path.stem
     cfg = merge(DEFAULTS, raw)
     cfg["name"] = cfg.get("name") or stem
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: dict) -> None:
+    """Normalise `cfg["model"]` in place and refuse settings that cannot train."""
     cfg["model"] = ESPCNConfig.from_dict(cfg["model"]).to_dict()
     if cfg["color"] not in ("rgb", "y_bt601"):
         raise ValueError(f"color must be rgb or y_bt601, not {cfg['color']!r}")
@@ -91,8 +98,26 @@ def load_config(name_or_path: str | Path | dict) -> dict:
     want = 1 if cfg["color"] == "y_bt601" else 3
     if cfg["model"]["channels"] != want:
         raise ValueError(f"color {cfg['color']} needs model.channels={want}")
-    return cfg
 
 
 def dump_yaml(obj: dict, path: Path) -> None:
     path.write_text(yaml.safe_dump(obj, sort_keys=False))
+
+
+def override(cfg: dict, assignment: str) -> dict:
+    """`cfg` with one dotted key set from "a.b=<YAML value>" (the train CLI's --set), validated again."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--set wants KEY=VALUE, got {assignment!r}")
+    path = key.strip().split(".")
+    out = copy.deepcopy(cfg)
+    node = out
+    for part in path[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise ValueError(f"--set {key}: {part!r} is not a section of the config")
+        node = node[part]
+    if path[-1] not in node and path[0] != "degrade":
+        raise ValueError(f"--set {key}: no such setting (known here: {', '.join(sorted(node))})")
+    node[path[-1]] = yaml.safe_load(raw)
+    validate(out)
+    return out

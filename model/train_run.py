@@ -56,7 +56,8 @@ def make_card(cfg, net, ds, history, train_time, load_s, scores, command, train_
         "scale": arch["scale"],
         "input": "float32 NCHW in [0, 1]; output clamp to [0, 1]",
         "data": {
-            "train": "faces/train (CelebA crops)", "train_images": len(ds), "hr_size": cfg["data"]["hr_size"],
+            "train": " + ".join(f"faces/{split}" for split in cfg["data"]["splits"]) + " (CelebA crops)",
+            "train_images": len(ds), "hr_size": cfg["data"]["hr_size"],
             "crop": cfg["data"]["crop"],
             "crop_scale": cfg["data"]["crop_scale"] if cfg["data"]["crop"] == "random" else None,
             "flip": cfg["data"]["flip"],

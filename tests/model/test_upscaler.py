@@ -43,6 +43,7 @@ CONFIGS = {  # name → (config, colour convention)
     "luma_small": (ESPCNConfig(channels=1, widths=(8, 8), first_kernel=3), "y_bt601"),
     "luma_deep_9x9": (ESPCNConfig(channels=1, widths=(64, 64, 64, 32, 32), first_kernel=9, residual=True),
                       "y_bt601"),
+    "luma_blocks": (ESPCNConfig(channels=1, widths=(8, 8), first_kernel=5, residual=True, blocks=2), "y_bt601"),
 }
 
 
