@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=ints, default=[512, 1024], help="LR input edges (default 512,1024)")
     p.add_argument("--batches", type=ints, default=[1, 2, 4, 8, 16, 32, 64])
     p.add_argument("--precisions", type=lambda s: s.split(","), default=["fp32", "fp16", "bf16"])
-    p.add_argument("--tile", type=int, default=256, help="end-to-end table: Upscaler tile (default 256)")
+    p.add_argument("--tile", type=int, default=512, help="end-to-end table: Upscaler tile (default 512)")
     p.add_argument("--runs", type=int, default=10, help="timed runs per cell after one warm-up")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile rows")
     p.add_argument("--no-trt", action="store_true", help="skip TensorRT rows")

@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="image files or folders")
     up.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for <stem>.png results")
     up.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    up.add_argument("--tile", type=int, default=256, help="input tile edge in pixels (default 256)")
+    up.add_argument("--tile", type=int, default=512, help="input tile edge in pixels (default 512)")
     up.add_argument("--weights", type=Path, default=None, help="state_dict .pt with its .json card")
     up.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"), default=None,
                     help="network precision (default: int8 on CPU when the weights' quantized model is there "

@@ -9,7 +9,10 @@ model serves every crop size a photo's tiling gives (static per-shape models mea
 
 What is *not* folded in, measured on the shipped net (bench/README.md): the bicubic residual, chroma,
 colour conversion and quantization. In the graph they made a 278² tile ~2x slower than OpenCV does
-them per tile, and in bf16 they ran in bf16 too (38 % of pixels off by up to 4 levels).
+them per tile, and in bf16 they ran in bf16 too (38 % of pixels off by up to 4 levels). Tried again
+for the 8-bit path as 16 fixed sub-pixel bicubic kernels in LR space (exact in bf16 as two halves):
+59 ms for a 512² crop against 27 + 14 in OpenCV, the HR-sized rounding, conversion and transpose
+being OpenVINO's slowest ops. What is folded in is BT.601 luma into the first conv (model/rgb8.py).
 """
 from __future__ import annotations
 
@@ -46,16 +49,34 @@ def supports(precision: str) -> bool:
     return precision in NEEDS and NEEDS[precision] in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def build_model(body: nn.Sequential, channels: int, scale: int):
-    """`body` (Conv2d/ReLU layers, as in `ESPCN.body`) + pixel shuffle → an `openvino.Model`."""
+def build_model(body: nn.Sequential, channels: int, scale: int, rgb8: bool = False):
+    """`body` (Conv2d/ReLU/ResidualBlock layers, as in `ESPCN.body`) + pixel shuffle → an `openvino.Model`.
+
+    Float input (N, h, w, C) in [0, 1] → (N, s·h, s·w, C) float, or with `rgb8` (a luma net only):
+    8-bit RGB (N, h, w, 3) → (N, h, w, s²) luma residual in 8-bit levels, still in sub-pixel layout
+    (model/rgb8.py shuffles it while rounding: the graph's 6-D transpose cost 4 ms of a 512² crop's 28).
+    """
     import openvino as ov
     import openvino.opset13 as ops
 
     def const(*values):
         return ops.constant(np.array(values, np.int64))
 
-    x = ops.parameter([-1, -1, -1, channels], ov.Type.f32, name="lr")  # (N, h, w, C) in [0, 1]
-    h = _layers(ops.transpose(x, const(0, 3, 1, 2)), body)
+    if rgb8:
+        from model.rgb8 import fold_rgb8
+
+        body, channels = fold_rgb8(body), 1
+        x = ops.parameter([-1, -1, -1, 3], ov.Type.u8, name="lr_rgb8")
+        nchw = ops.transpose(ops.convert(x, ov.Type.f32), const(0, 3, 1, 2))
+    else:
+        x = ops.parameter([-1, -1, -1, channels], ov.Type.f32, name="lr")  # (N, h, w, C) in [0, 1]
+        nchw = ops.transpose(x, const(0, 3, 1, 2))
+    h = _layers(nchw, body)
+    if rgb8:  # NHWC out, asked for as a layout (not a Transpose op), so the plugin keeps its conv's own
+        ppp = ov.preprocess.PrePostProcessor(ov.Model([h], [x], "espcn_rgb8"))
+        ppp.output().model().set_layout(ov.Layout("NCHW"))
+        ppp.output().tensor().set_layout(ov.Layout("NHWC"))
+        return ppp.build()
     # PixelShuffle to NHWC: (N, C·s·s, h, w) → (N, C, s, s, h, w) → (N, h, s, w, s, C) → (N, s·h, s·w, C).
     shape = ops.shape_of(x)
     n, lr_h, lr_w = (ops.gather(shape, const(i), const(0)) for i in range(3))

@@ -3,11 +3,12 @@
     pip install nncf==3.4.0       # only to make the file; the service needs only openvino to read it
     python -m model.quantize      # model/weights/espcn_x4.pt → espcn_x4.int8.xml + .bin (~10 s)
 
-Calibration: the last 300 faces of faces/val (the first 700, where bench/speed.py measures, stay
-unseen), 176² HR → 44² 8-bit LR through the four evaluation degradations in turn, as the net sees
-them (Y of BT.601 for a luma net). Every conv but the first runs in int8 (weights per channel,
-activations per tensor, fast bias correction). The first conv's input is the image itself: int8
-there cost 0.03–0.05 dB val Y-PSNR, in float the whole net costs ≤ 0.01 dB (bench/README.md).
+The graph is the 8-bit one of model/rgb8.py: 8-bit RGB in (BT.601 luma folded into the first conv),
+the luma residual out. Calibration: the last 300 faces of faces/val (the first 700, where bench/speed.py
+measures, stay unseen), 176² HR → 44² 8-bit LR through the four evaluation degradations in turn. Every
+conv but the first runs in int8 (weights per channel, activations per tensor, fast bias correction).
+The first conv's input is the image itself: int8 there cost 0.02–0.05 dB val Y-PSNR, in float (bf16
+where the CPU has it) the whole net costs ≤ 0.01 dB (bench/README.md).
 
 The IR records the sha256 of the `.pt` it was made from, and `load_int8` ignores a file made from
 other weights, so retrained weights never run with stale int8 ranges: rerun this after an export.
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_FACES = 300
 META = "memorial_portraits"  # rt_info section of the IR
+GRAPH = "rgb8"  # the graph it quantizes: 8-bit RGB in, luma residual out (model/rgb8.py)
 
 
 def int8_path(weights: Path) -> Path:
@@ -46,41 +48,42 @@ def load_int8(weights: Path):
     if not path.is_file() or not ov_backend.available():
         return None
     model = ov_backend.core().read_model(path)
-    made_from = model.get_rt_info([META, "weights_sha256"]).astype(str) if model.has_rt_info(
-        [META, "weights_sha256"]) else ""
+    made_from, graph = (model.get_rt_info([META, key]).astype(str) if model.has_rt_info([META, key]) else ""
+                        for key in ("weights_sha256", "graph"))
     if made_from != sha256(weights):
         log.warning("ignoring %s: it was made from other weights than %s (rerun python -m model.quantize)",
                     path, weights)
         return None
+    if graph != GRAPH:
+        log.warning("ignoring %s: it holds the %s graph, not %s (rerun python -m model.quantize)",
+                    path, graph or "float luma", GRAPH)
+        return None
     return model
 
 
-def calibration_inputs(color: str, limit: int = CALIBRATION_FACES) -> list[np.ndarray]:
-    """(1, 44, 44, C) float32 net inputs from the last `limit` val faces, degradations in turn."""
+def calibration_inputs(limit: int = CALIBRATION_FACES) -> list[np.ndarray]:
+    """(1, 44, 44, 3) uint8 RGB graph inputs from the last `limit` val faces, degradations in turn."""
     from model import data as D
     from model import degrade as G
-    from model.images import RGB_TO_YCC, color_transform
 
     inputs = []
     for i, path in enumerate(D.list_images("val")[-limit:]):
         name = G.EVAL_DEGRADATIONS[i % len(G.EVAL_DEGRADATIONS)]
         lr = G.degrade_named(D.seed_hr(D.decode(path)), name, np.random.default_rng([7, i]))
-        lr = G.quantize(lr).astype(np.float32) * np.float32(1 / 255)  # as Upscaler feeds an 8-bit photo
-        x = color_transform(lr, RGB_TO_YCC)[..., :1] if color == "y_bt601" else lr
-        inputs.append(np.ascontiguousarray(x[None]))
+        inputs.append(np.ascontiguousarray(G.quantize(lr)[None]))  # an 8-bit photo, as Upscaler feeds it
     return inputs
 
 
-def quantize(layers, channels: int, scale: int, inputs: list[np.ndarray]):
-    """NNCF PTQ of `build_model(layers)`: every conv in int8 except the first."""
+def quantize(layers, scale: int, inputs: list[np.ndarray]):
+    """NNCF PTQ of the 8-bit RGB graph of `layers` (model/rgb8.py): every conv in int8 except the first."""
     import nncf
 
     from model.openvino_backend import build_model
 
-    model = build_model(layers, channels, scale)
+    model = build_model(layers, 1, scale, rgb8=True)
     convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
     return nncf.quantize(model, nncf.Dataset(inputs), subset_size=len(inputs), fast_bias_correction=True,
-                         preset=nncf.QuantizationPreset.MIXED, ignored_scope=nncf.IgnoredScope(names=convs[:1]))
+                         preset=nncf.QuantizationPreset.MIXED, ignored_scope=nncf.IgnoredScope(names=[convs[0], convs[-1]]))
 
 
 def export(weights: Path, limit: int = CALIBRATION_FACES) -> Path:
@@ -91,9 +94,12 @@ def export(weights: Path, limit: int = CALIBRATION_FACES) -> Path:
     from model.upscaler import Upscaler
 
     up = Upscaler.from_weights(weights, device="cpu", precision="fp32", backend="torch")
-    model = quantize(up._layers, up.config.channels, up.scale, calibration_inputs(up.color, limit))
+    if not (up.color == "y_bt601" and up.config.residual):
+        raise ValueError(f"{weights}: int8 is made for luma residual nets only (the 8-bit RGB graph)")
+    model = quantize(up._layers, up.scale, calibration_inputs(limit))
     meta = {"weights": weights.name, "weights_sha256": sha256(weights), "model": f"{up.name} {up.version}",
-            "calibration": f"last {limit} faces/val, 44x44 LR, {up.color}, first conv kept in float",
+            "graph": GRAPH,
+            "calibration": f"last {limit} faces/val, 44x44 8-bit RGB LR, first conv kept in float",
             "nncf": nncf.__version__, "openvino": ov.__version__,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     for key, value in meta.items():

@@ -7,7 +7,8 @@ crop touches the image edge, exactly as in the untiled convolution). All crops h
 tiles stack into batches. Only a batch of small LR crops goes to the device, and only the net's
 output for that batch comes back; the residual, chroma, alpha and quantization then run per tile
 with OpenCV (30-50x faster than the same torch ops on CPU), written straight into the preallocated
-uint8/uint16 output. Peak memory is the output plus a few tile-sized buffers.
+uint8/uint16 output. Peak memory is the output plus a few tile-sized buffers. Tiles are 512 px by
+default: a 256 tile's margins made the net's work 18 % larger, a 512 tile's 9 % (none at 512²).
 
 Colour: an "rgb" net runs on RGB (gray input replicated, output folded back to gray with BT.601
 weights); a "y_bt601" net runs on Y of full-range BT.601 YCbCr with chroma upscaled bicubically.
@@ -19,20 +20,24 @@ and running the net on alpha would double the net's work for RGBA photos.
 Backends: on CPU the net's convolutions and pixel shuffle run in OpenVINO when the `openvino` package
 is installed (`model/openvino_backend.py`: one graph built and compiled per Upscaler, i.e. once per
 worker process), else in torch (public API: channels_last, fp32/bf16); on CUDA always in torch.
+On OpenVINO, 8-bit photos and luma residual nets (every shipped net but the seed) take the 8-bit path
+of `model/rgb8.py`: 8-bit RGB into the graph, the luma residual out, and the bicubic base plus
+residual in int16 quarter levels, with no colour conversion of the output (the same pixels as the
+float path below to one level, 1.6x its speed at 512²). Everything else (16-bit photos, RGB nets,
+torch) takes the float path: YCbCr, bicubic chroma and residual in fp32 per tile.
 Precision: the net may run in bf16/fp16 (the default on CUDA, and on CPUs with native bf16, see
-`default_precision`), or in int8 on OpenVINO, the CPU default when `from_weights` finds an int8
-model made from the same weights (`model/quantize.py`; −0.003 dB on 100 val faces, ~1.7x bf16's
-speed). A batch whose reduced-precision output has any non-finite value is redone in fp32. The
-residual (bicubic) base, colour conversion and quantization are always fp32.
+`default_precision`), or in int8 on OpenVINO, the CPU default for 8-bit photos when `from_weights`
+finds an int8 model of the 8-bit graph made from the same weights (`model/quantize.py`). A float-path
+batch whose reduced-precision output has any non-finite value is redone in fp32. The residual
+(bicubic) base, colour conversion and quantization are never in reduced precision.
 """
 from __future__ import annotations
 
 import copy
 import json
 import logging
-import math
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,45 +48,15 @@ from torch import nn
 from model import openvino_backend as ov_backend
 from model.devices import PRECISIONS, default_precision, openvino_unusable, resolve_backend, resolve_device
 from model.espcn import ESPCN, ESPCNConfig, count_parameters
+from model import rgb8
 from model.images import RGB_TO_YCC, YCC_TO_RGB, as_hwc, bicubic_upscale, color_transform, max_value, quantize
+from model.tiling import Tile, plan_tiles
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "espcn_x4.pt"
 COLORS = {"rgb": 3, "y_bt601": 1}  # colour convention → channels the net takes
 Progress = Callable[[int, int], None]
-
-
-# ------------------------------------------------------------------------------------------- tiling
-@dataclass(frozen=True)
-class Tile:
-    """One tile: the LR core [y0, y1) x [x0, x1) it writes, and the crop's top-left (cy, cx)."""
-    y0: int
-    y1: int
-    x0: int
-    x1: int
-    cy: int
-    cx: int
-
-
-def plan_tiles(height: int, width: int, tile: int, margin: int) -> tuple[list[Tile], tuple[int, int]]:
-    """Tiles covering the image, and the common crop size (h, w) that every tile reads."""
-    rows, crop_h = _axis(height, tile, margin)
-    cols, crop_w = _axis(width, tile, margin)
-    return [Tile(a, b, c, d, cy, cx) for a, b, cy in rows for c, d, cx in cols], (crop_h, crop_w)
-
-
-def _axis(n: int, tile: int, margin: int) -> tuple[list[tuple[int, int, int]], int]:
-    count = math.ceil(n / tile)
-    core = math.ceil(n / count)  # equal cores: no sliver tile that costs a whole crop
-    crop = min(core + 2 * margin, n)
-    spans = []
-    for start in range(0, n, core):
-        end = min(start + core, n)
-        # Slide the crop inside the image instead of padding: context is real pixels, and at the
-        # image edge the crop edge *is* the image edge, as in the untiled pass.
-        spans.append((start, end, min(max(start - margin, 0), n - crop)))
-    return spans, crop
 
 
 class _Body:
@@ -120,7 +95,7 @@ class Upscaler:
     """
 
     def __init__(self, net: ESPCN, *, name: str = "espcn", version: str = "0", color: str = "rgb",
-                 device: str | torch.device = "auto", tile: int = 256, precision: str | None = None,
+                 device: str | torch.device = "auto", tile: int = 512, precision: str | None = None,
                  batch_size: int | None = None, backend: str = "auto", int8_model=None):
         if COLORS.get(color) != net.config.channels:
             raise ValueError(f"color {color!r} does not fit a net with {net.config.channels} channel(s)")
@@ -146,29 +121,41 @@ class Upscaler:
         self._device = dev
         self._layers = copy.deepcopy(net.body).eval().float().cpu()  # fp32 master copy (440 KB shipped)
         self._int8_model = int8_model
-        self._bodies: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
-        self._fast = self._body(precision)
+        # 8-bit photos through a luma residual net on OpenVINO take model/rgb8.py's path: 8-bit RGB into
+        # the graph, the residual out, the bicubic base and colour straight in 8 bits (int8 needs it:
+        # the quantized model is that graph). Anything else takes the float path below.
+        self.rgb8 = (self.backend == "openvino" and color == "y_bt601" and net.config.residual)
+        if precision == "int8" and not self.rgb8:
+            raise ValueError("int8 is the 8-bit graph of a luma residual net on OpenVINO (model/rgb8.py)")
+        # int8 exists only as that graph: 16-bit photos then run the float path in the float default.
+        self.float_precision = default_precision(dev) if precision == "int8" else precision
+        self._bodies: dict[tuple[str, bool], Callable[[np.ndarray], np.ndarray]] = {}
+        self._fast = None  # the float path's net, built on its first use (or by a bench variant)
+        self._body(precision, rgb8=True) if self.rgb8 else self._float_body()  # compiled once, at load
         self.fallback_batches = 0  # batches redone in fp32 because the half output was not finite
+        self._local = threading.local()
 
-    def _body(self, precision: str) -> Callable[[np.ndarray], np.ndarray]:
-        """The net in `precision` on this backend, built on first use (fp32 only if a batch needs it)."""
-        if precision not in self._bodies:
+    def _body(self, precision: str, rgb8: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+        """The net in `precision` on this backend, built on first use (fp32 only if a batch needs it).
+        `rgb8`: the 8-bit RGB graph of model/rgb8.py (OpenVINO, luma residual nets)."""
+        key = (precision, rgb8)
+        if key not in self._bodies:
             if self.backend == "openvino" and precision == "int8":  # its float remainder in the float default
                 hint = default_precision(self._device)
-                self._bodies[precision] = ov_backend.OpenVINOBody(self._int8_model, hint, self.threads)
+                self._bodies[key] = ov_backend.OpenVINOBody(self._int8_model, hint, self.threads)
             elif self.backend == "openvino":
-                model = ov_backend.build_model(self._layers, self.config.channels, self.scale)
-                self._bodies[precision] = ov_backend.OpenVINOBody(model, precision, self.threads)
+                model = ov_backend.build_model(self._layers, self.config.channels, self.scale, rgb8=rgb8)
+                self._bodies[key] = ov_backend.OpenVINOBody(model, precision, self.threads)
             else:
-                self._bodies[precision] = _Body(self._layers, self.scale, self._device, PRECISIONS[precision])
-        return self._bodies[precision]
+                self._bodies[key] = _Body(self._layers, self.scale, self._device, PRECISIONS[precision])
+        return self._bodies[key]
 
     @property
     def device(self) -> str:
         return str(self._device)
 
     @classmethod
-    def from_weights(cls, path: str | Path | None = None, device: str = "auto", tile: int = 256,
+    def from_weights(cls, path: str | Path | None = None, device: str = "auto", tile: int = 512,
                      *, precision: str | None = None, batch_size: int | None = None,
                      backend: str = "auto") -> Upscaler:
         """Load `<name>.pt` (a state_dict), its model card `<name>.json` (default: espcn_x4), and the
@@ -209,6 +196,9 @@ class Upscaler:
         height, width, channels = src.shape
         if height == 0 or width == 0:
             raise ValueError(f"cannot upscale an empty image ({width}x{height})")
+        if self.rgb8 and src.dtype == np.uint8:
+            out = self._upscale_rgb8(src, progress)
+            return out[:, :, 0] if np.ndim(img) == 2 else out
         color_ch = 1 if channels in (1, 2) else 3
         s = self.scale
         out = np.empty((height * s, width * s, channels), src.dtype)
@@ -228,16 +218,53 @@ class Upscaler:
                 progress(start + len(batch), len(tiles))
         return out[:, :, 0] if np.ndim(img) == 2 else out
 
+    def _scratch(self) -> rgb8.Scratch:
+        """This thread's reusable buffers for the 8-bit path's tiles."""
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = rgb8.Scratch()
+        return scratch
+
+    def _float_body(self) -> Callable[[np.ndarray], np.ndarray]:
+        if self._fast is None:
+            self._fast = self._body(self.float_precision)
+        return self._fast
+
+    def _upscale_rgb8(self, src: np.ndarray, progress: Progress | None) -> np.ndarray:
+        """8-bit photo, model/rgb8.py: the net's residual from 8-bit RGB crops, then per tile the
+        bicubic base plus that residual, straight into the 8-bit output."""
+        height, width, channels = src.shape
+        s, color_ch = self.scale, (1 if channels in (1, 2) else 3)
+        out = np.empty((height * s, width * s, channels), np.uint8)
+        tiles, (crop_h, crop_w) = plan_tiles(height, width, self.tile, self.margin)
+        if progress:
+            progress(0, len(tiles))
+        body = self._body(self.precision, rgb8=True)
+        for start in range(0, len(tiles), self.batch_size):
+            batch = tiles[start:start + self.batch_size]
+            crops = np.stack([src[t.cy:t.cy + crop_h, t.cx:t.cx + crop_w] for t in batch])
+            # No non-finite check here (the float path has one, for fp16 on GPUs): on CPU, bf16 has
+            # fp32's range and int8 none to leave, and the input is 8-bit; it cost 2 ms of a 512² image.
+            residual = body(rgb8.as_rgb8(crops[..., :color_ch]))  # (N, h, w, s²), 8-bit levels
+            for i, t in enumerate(batch):
+                core = residual[i, t.y0 - t.cy:t.y1 - t.cy, t.x0 - t.cx:t.x1 - t.cx]
+                rgb8.finish_tile(out[t.y0 * s:t.y1 * s, t.x0 * s:t.x1 * s], crops[i],
+                                 rgb8.shuffle_round(core, s), ((t.y0 - t.cy) * s, (t.x0 - t.cx) * s), s,
+                                 self._scratch())
+            if progress:
+                progress(start + len(batch), len(tiles))
+        return out
+
     def _net(self, x: np.ndarray) -> np.ndarray:
         """(N, h, w, c) float32 LR → (N, 4h, 4w, net channels) float32 net output (no residual)."""
         if x.shape[-1] != self.config.channels:
             x = np.repeat(x, self.config.channels, axis=-1)  # gray replicated into an RGB net
-        y = self._fast(x)
+        y = self._float_body()(x)
         # One reduction instead of an elementwise isfinite: any NaN/inf makes the sum non-finite.
-        if self.precision != "fp32" and not np.isfinite(y.sum()):
+        if self.float_precision != "fp32" and not np.isfinite(y.sum()):
             self.fallback_batches += 1
             log.warning("%s output not finite on a batch of %d tile(s); redoing it in fp32",
-                        self.precision, x.shape[0])
+                        self.float_precision, x.shape[0])
             y = self._body("fp32")(x)
         return y
 

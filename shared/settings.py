@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     model_weights: Path = Field(DEFAULT_WEIGHTS, description="state_dict the workers load.")
     model_device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
                               description="auto = CUDA when torch.cuda.is_available(), else CPU.")
-    model_tile: int = Field(256, ge=32, description="Input tile edge (px) for tiled inference.")
+    model_tile: int = Field(512, ge=32, description="Input tile edge (px) for tiled inference.")
     torch_threads: int = Field(0, ge=0, description="CPU threads per worker process (0 = torch default).")
 
     # Worker.

@@ -93,7 +93,7 @@ def test_training_mix_with_prints_is_seeded_and_keeps_the_fade_in_the_target():
 
 
 def test_config_overrides_are_validated():
-    cfg = override(load_config("espcn_x4_v2"), "model.blocks=2")
+    cfg = override(load_config("espcn_rb_x4"), "model.blocks=2")
     assert cfg["model"]["blocks"] == 2 and cfg["data"]["splits"] == ["train", "train_extra"]
     assert override(cfg, "model.widths=[48, 32]")["model"]["widths"] == [48, 32]
     with pytest.raises(ValueError, match="no such setting"):

@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 from model import Upscaler, decode_image, encode_png  # noqa: E402
 from model.espcn import ESPCN, ESPCNConfig, count_parameters  # noqa: E402
 from model.images import RGB_TO_YCC, YCC_TO_RGB  # noqa: E402
-from model.upscaler import plan_tiles  # noqa: E402
+from model.tiling import plan_tiles  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

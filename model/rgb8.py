@@ -1,0 +1,118 @@
+"""The 8-bit fast path of a luma residual net on CPU: what almost every uploaded photo takes.
+
+A luma ESPCN's output is Y' = bicubic(Y) + r, chroma bicubic, then YCbCr → RGB. BT.601's YCbCr → RGB
+matrix has Y's column = (1, 1, 1), and a bicubic upscale commutes with any per-pixel linear map (its
+weights sum to 1, so Cb/Cr's offsets pass through), so the whole result is
+
+    RGB_out = bicubic(RGB) + (r, r, r)
+
+with no colour conversion on the 16x larger output at all. Here that becomes:
+
+* the base: one `cv2.resize(INTER_CUBIC)` of the whole 8-bit photo (all channels, alpha too) straight
+  into the output array (OpenCV's 8-bit fixed-point bicubic, ~2 ms for 512² → 2048² RGB);
+* the residual r: the net in OpenVINO on 8-bit RGB crops, Y = 0.299 R + 0.587 G + 0.114 B folded into
+  the first conv's weights (with the 1/255, and ×255 into the last conv, so r comes out in 8-bit levels);
+  8-bit pixel values are exact in bf16, where Y in [0, 1] was not, so the bf16 and int8 paths lose less;
+* per tile, r rounded, pixel-shuffled and added to the colour channels with saturation, in place
+  (`residual_parts`, `add_residual`: OpenCV's 8-bit saturating arithmetic).
+
+The two roundings (the base to 8 bits, then r) differ from the float path by at most one level on a
+pixel; bench/speed.py --psnr measures the cost on val faces (≤ 0.005 dB, bench/README.md). 16-bit
+photos, RGB nets and the torch backend keep the float path in model/upscaler.py.
+"""
+from __future__ import annotations
+
+import copy
+
+import cv2
+import numpy as np
+from torch import nn
+
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601 full range, as RGB_TO_YCC's first row (model/images.py)
+
+
+def fold_rgb8(body: nn.Sequential) -> nn.Sequential:
+    """A copy of a luma net's layers that reads 8-bit RGB (0–255) and emits r in 8-bit levels.
+
+    Folding Y into the first conv triples its multiply-adds (6 of a 512² crop's 25 ms in int8), but
+    computing Y first in the graph was hardly faster (5.5 ms) and cost int8 0.02 dB more: the first
+    conv then reads Y, which bf16 cannot hold exactly, where 8-bit RGB is exact."""
+    import torch
+
+    folded = copy.deepcopy(body).float().cpu()
+    convs = [m for m in folded.modules() if isinstance(m, nn.Conv2d)]
+    first, last = convs[0], convs[-1]
+    if first.in_channels != 1:
+        raise ValueError(f"the 8-bit path is for luma nets (1 input channel), not {first.in_channels}")
+    with torch.no_grad():
+        luma = torch.tensor(LUMA_WEIGHTS, dtype=torch.float32).reshape(1, 3, 1, 1) / 255.0
+        first.weight = nn.Parameter(first.weight * luma)
+        first.in_channels = 3
+        last.weight.mul_(255.0)
+        last.bias.mul_(255.0)
+    return folded
+
+
+SUBLEVELS = 4  # the base and r are added in quarter levels (int16), so each rounds by ≤ 1/8 level
+
+
+def shuffle_round(residual: np.ndarray, scale: int, gain: float = SUBLEVELS) -> np.ndarray:
+    """(h, w, s²) float sub-pixel residual (PixelShuffle's channel order) → (s·h, s·w) int16 of
+    round(gain · r). Rounded first, then shuffled as blocks of s int16 (one output row's piece of an
+    LR pixel): a block copy, ~3x faster than numpy's element-wise 6-D transpose."""
+    h, w, _ = residual.shape
+    flat = np.ascontiguousarray(residual).reshape(h, w * scale * scale)
+    r16 = cv2.addWeighted(flat, gain, flat, 0.0, 0.0, dtype=cv2.CV_16S)
+    blocks = r16.view(np.dtype((np.void, 2 * scale))).reshape(h, w, scale)  # [y, x, py] = s values of px
+    return np.ascontiguousarray(blocks.transpose(0, 2, 1)).view(np.int16).reshape(h * scale, w * scale)
+
+
+class Scratch:
+    """int16 buffers for `finish_tile`, kept between tiles and photos: fresh 25 MB arrays per 512² tile
+    cost more in page faults (~10 ms) than the arithmetic done in them."""
+
+    def __init__(self):
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        size = int(np.prod(shape))
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size:
+            buf = self._buffers[name] = np.empty(size, np.int16)
+        return buf[:size].reshape(shape)
+
+
+def finish_tile(dst: np.ndarray, crop: np.ndarray, r16: np.ndarray, offset: tuple[int, int],
+                scale: int, scratch: Scratch) -> None:
+    """dst (H, W, C) uint8 ← bicubic(crop) + r on the colour channels, bicubic alpha, for one tile.
+
+    `crop` (h, w, C) uint8 is the tile's LR crop with its margins, `offset` where the tile's valid
+    centre starts in the crop's upscale, `r16` the residual there (`shuffle_round`). The bicubic base is
+    int16 in quarter levels, so its overshoot past 0 and 255 (next to dark or bright edges, which the
+    net's residual pulls back) survives until the sum is saturated once (8-bit bases lost up to 19
+    levels at 0.3 % of pixels). All steps are OpenCV passes over int16/uint8; `dst` may be a view into
+    the output with a row stride, which OpenCV writes through."""
+    height, width = r16.shape
+    oy, ox = offset
+    channels = crop.shape[2]
+    color_ch = 1 if channels in (1, 2) else 3
+    size = (crop.shape[1] * scale, crop.shape[0] * scale)
+    lr16 = cv2.multiply(crop[..., :color_ch], SUBLEVELS, dtype=cv2.CV_16S)
+    base = scratch.get("base", (size[1], size[0], color_ch))
+    cv2.resize(lr16, size, dst=base if color_ch > 1 else base[..., 0], interpolation=cv2.INTER_CUBIC)
+    centre = base[oy:oy + height, ox:ox + width]
+    if color_ch == 3:
+        r16 = cv2.merge([r16, r16, r16], dst=scratch.get("r3", (height, width, 3)))
+    cv2.add(centre, r16.reshape(centre.shape), dst=centre)
+    cv2.max(centre, 0, dst=centre)  # then |x| = x: convertScaleAbs rounds x/4 and saturates at 255
+    if channels == color_ch:
+        cv2.convertScaleAbs(centre, dst=dst.reshape(centre.shape), alpha=1.0 / SUBLEVELS)
+        return
+    dst[..., :color_ch] = cv2.convertScaleAbs(centre, alpha=1.0 / SUBLEVELS).reshape(height, width, color_ch)
+    alpha = cv2.resize(np.ascontiguousarray(crop[..., color_ch:]), size, interpolation=cv2.INTER_CUBIC)
+    dst[..., color_ch:] = alpha.reshape(size[1], size[0], -1)[oy:oy + height, ox:ox + width]
+
+
+def as_rgb8(crops: np.ndarray) -> np.ndarray:
+    """(N, h, w, 1 or 3) uint8 colour crops → (N, h, w, 3): gray repeated (its Y is itself)."""
+    return crops if crops.shape[3] == 3 else np.repeat(crops, 3, axis=3)
