@@ -23,15 +23,20 @@ bp = Blueprint("faces", __name__, url_prefix="/v1/faces")
 
 @bp.post("")
 def find():
-    aspect = (request.form.get("aspect") or DEFAULT_ASPECT).strip()
+    return jsonify(faces_in(request.files.get("image"), request.form.get("aspect")))
+
+
+def faces_in(file, aspect: str | None) -> dict:
+    """The answer of POST /v1/faces for an uploaded file and the form's `aspect`. The console's face
+    picker (api/pages/console.py) calls this too."""
+    aspect = (aspect or DEFAULT_ASPECT).strip()
     if aspect not in PRINT_ASPECTS:
         raise InvalidRequest(f"aspect must be one of {', '.join(PRINT_ASPECTS)} (width:height of the print), "
                              f"not {aspect[:40]!r}", field="aspect")
-    upload, pixels = read_photo(request.files.get("image"), current_app.extensions["portraits"].settings)
+    upload, pixels = read_photo(file, current_app.extensions["portraits"].settings)
     found = find_portraits(pixels, aspect)
     del pixels  # a large photo's pixels need not outlive the detection
-    return jsonify(image={"width": upload.width, "height": upload.height}, aspect=aspect,
-                   faces=[{"x": face.x, "y": face.y, "width": face.width, "height": face.height,
-                           "confidence": face.confidence,
-                           "crop": dict(zip(("x", "y", "width", "height"), crop))}
-                          for face, crop in found])
+    return {"image": {"width": upload.width, "height": upload.height}, "aspect": aspect,
+            "faces": [{"x": face.x, "y": face.y, "width": face.width, "height": face.height,
+                       "confidence": face.confidence, "crop": dict(zip(("x", "y", "width", "height"), crop))}
+                      for face, crop in found]}
