@@ -3,12 +3,14 @@
 Nothing is stored: the upload is checked as a job's is (api/uploads.py: format, size and pixel limits,
 the same decoder), looked at, and dropped; no row, no object, no log of its bytes.
 
-Detection runs here, in the API process, on the already-decoded pixels (model/faces.py: MTCNN on
-OpenCV's dnn module). That adds no parser of untrusted bytes: the file is decoded exactly as
-POST /v1/jobs decodes it, after the header checks, and the nets only ever see a bounded uint8 array
-(their first pyramid level is capped at FIRST_LEVEL_PIXELS). It is fast enough to answer in the
-request: see bench/faces_api.py (README "Portraits from group photos"). One process runs one detection
-at a time (an OpenCV net must not run on two threads at once); other routes are not held up.
+The file is checked as POST /v1/jobs checks it (api/uploads.py `read_photo`: header checks, then the
+same decoder), the decode running in a throwaway child process (worker/decode_guard.py), so a decoder
+that crashes or hangs on a crafted file fails this request with a 422, never the gunicorn worker.
+Detection then runs here, in the API process, on the decoded pixels (model/faces.py: MTCNN on
+OpenCV's dnn module): the nets only ever see a well-formed uint8 array, their first pyramid level
+capped at FIRST_LEVEL_PIXELS. It is fast enough to answer in the request: see bench/faces_api.py
+(README "Portraits from group photos"). One process runs one detection at a time (an OpenCV net must
+not run on two threads at once); other routes are not held up.
 """
 from __future__ import annotations
 

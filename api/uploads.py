@@ -17,8 +17,13 @@ never gets here (Werkzeug answers 413). Pillow's decompression-bomb warning is a
 With a crop (POST /v1/jobs `crop`, model/crop.py) MAX_OUTPUT_PIXELS applies to the crop's result, not
 the whole photo's (checked before decoding), and the crop must lie inside the photo as decoded, i.e.
 after its EXIF orientation; refusals are `InvalidCrop` (422) with field "crop" and reason empty,
-outside_image or result_too_large. `read_photo` (POST /v1/faces) upscales nothing, so no result limit
-applies there, and hands back the decoded pixels too.
+outside_image or result_too_large.
+
+`read_photo` (POST /v1/faces) upscales nothing, so no result limit applies there, and it hands back the
+decoded pixels. It decodes in a throwaway child process (worker/decode_guard.py, the workers' guard,
+DECODE_TIMEOUT_SECONDS): a decoder that crashes or hangs on a crafted file costs that child, never the
+gunicorn worker, and is refused as "damaged". `read_upload` still decodes in this process (its pixels
+are only looked at): bench/faces_api.py --isolated measures what the child costs.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ from model.crop import Crop, CropError, check_crop
 from model.images import ImageDecodeError, ImageTooLargeError, decode_image
 from shared.errors import InvalidCrop, InvalidImage, InvalidUpload
 from shared.settings import Settings
+from worker.decode_guard import decode_isolated  # the workers' decoder guard; imports no Celery
 
 MIME_BY_FORMAT = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
                   "TIFF": "image/tiff", "GIF": "image/gif"}
@@ -64,12 +70,17 @@ def read_upload(file: FileStorage | None, settings: Settings, crop: Crop | None 
 
 def read_photo(file: FileStorage | None, settings: Settings) -> tuple[Upload, np.ndarray]:
     """A photo to look at, not upscale (POST /v1/faces): every check but the result size; and its pixels,
-    as decode_image gives them (EXIF orientation applied)."""
-    return _read(file, settings, crop=None, upscaled=False)
+    as decode_image gives them (EXIF orientation applied), decoded in a child process."""
+    return _read(file, settings, crop=None, upscaled=False, isolated=True)
 
 
-def _read(file: FileStorage | None, settings: Settings, crop: Crop | None,
-          upscaled: bool) -> tuple[Upload, np.ndarray]:
+# What read_photo's child runs: decode_image (tests put a decoder that crashes here; module-level, so
+# the child can import it by name).
+PHOTO_DECODER = decode_image
+
+
+def _read(file: FileStorage | None, settings: Settings, crop: Crop | None, upscaled: bool,
+          isolated: bool = False) -> tuple[Upload, np.ndarray]:
     if file is None:
         raise InvalidUpload("the request has no file in the multipart field 'image'",
                             field="image")
@@ -85,7 +96,12 @@ def _read(file: FileStorage | None, settings: Settings, crop: Crop | None,
         if crop is not None:
             _check_crop_result(crop, settings)  # from the crop alone: before anything is decoded
         try:
-            pixels = decode_image(data, max_pixels=settings.max_input_pixels)
+            if isolated:
+                pixels = decode_isolated(data, max_pixels=settings.max_input_pixels,
+                                         timeout=settings.decode_timeout_seconds,
+                                         formats=allowed_formats(settings), decode=PHOTO_DECODER)
+            else:
+                pixels = decode_image(data, max_pixels=settings.max_input_pixels)
         except ImageTooLargeError as exc:
             raise _refuse("too_many_pixels", f"the image is too large: {exc}") from None
         except ImageDecodeError as exc:

@@ -1,7 +1,7 @@
 """What POST /v1/faces costs the API process, against what POST /v1/jobs already spends on the same upload.
 
     python bench/faces_api.py                       # 200, 500, 1000, 2000 px photos; 7 interleaved rounds
-    python bench/faces_api.py --sizes 3000 --rounds 5
+    python bench/faces_api.py --sizes 200,500,1000,2000,4000     # the README's run
     python -m bench faces_api [args]                # the same
 
 For each size, a group photo composed as bench/faces.py composes them (3–5 val faces 150–300 px wide
@@ -11,10 +11,14 @@ same bytes and in this process (no HTTP server, no database: the view's own work
 
 - `jobs check`: `api.uploads.read_upload`, what POST /v1/jobs does before storing (probe, decode);
   the baseline, measured in the same run;
-- `faces`: `api.uploads.read_photo` + `model.faces.find_portraits`, what POST /v1/faces does.
+- `faces`: `api.uploads.read_photo` + `model.faces.find_portraits`, what POST /v1/faces does (the
+  decode in a throwaway child process, worker/decode_guard.py; its forkserver starts once, untimed);
+- `faces, decode here`: the same with the decode in this process, as the upload check does it: what
+  the child costs.
 
-Prints median wall and CPU milliseconds per call, and faces / jobs check: the extra cost of a faces
-request over a submit's upload check. The detector's one-off load (first call in a process) is
+Prints median wall and CPU milliseconds per call (CPU of this process: a decoder child's is not
+counted), faces / jobs check (what a faces request costs over a submit's upload check) and faces /
+decode here (what isolating the decode costs). The detector's one-off load (first call in a process) is
 timed separately. Needs ../shared/data/faces/val (or $PORTRAIT_DATA_DIR).
 """
 from __future__ import annotations
@@ -33,12 +37,8 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-from api.uploads import read_photo, read_upload  # noqa: E402
-from bench.faces import SPLITS, VAL, compose  # noqa: E402
-from bench.speed import cpu_header  # noqa: E402
-from model import faces  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+# The project is imported in main(), not here: each decoder child re-imports this script as its main
+# module (multiprocessing's forkserver), and should find nothing heavy to import (torch, via bench.speed).
 
 
 class Upload:
@@ -54,6 +54,8 @@ class Upload:
 def photo(long_side: int) -> bytes:
     """The first composition whose faces are all from the 150–300 px bucket (so a small photo still has
     faces), long side `long_side`, JPEG q90."""
+    from bench.faces import SPLITS, VAL, compose
+
     vals = sorted(VAL.glob("*.jpg"))[SPLITS["report"][0]]
     for index in range(1000, 1100):
         rgb, truths = compose(np.random.default_rng((SPLITS["report"][1], index)), vals)
@@ -78,6 +80,12 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="200,500,1000,2000", help="long sides in px, comma-separated")
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args(argv)
+    from api.uploads import _read, read_photo, read_upload
+    from bench.faces import VAL
+    from bench.speed import cpu_header
+    from model import faces
+    from shared.settings import Settings
+
     if not VAL.is_dir():
         print(f"face data absent: {VAL}", file=sys.stderr)
         return 2
@@ -94,20 +102,28 @@ def main(argv=None) -> int:
         upload, pixels = read_photo(Upload(data), settings)
         return faces.find_portraits(pixels)
 
-    print("| photo | MP | faces found | jobs check ms (CPU) | faces ms (CPU) | faces / jobs check |")
-    print("|---|---:|---:|---:|---:|---:|")
+    def faces_decoded_here(data):
+        upload, pixels = _read(Upload(data), settings, crop=None, upscaled=False, isolated=False)
+        return faces.find_portraits(pixels)
+
+    rows = {"jobs": jobs_check, "faces": faces_request, "here": faces_decoded_here}
+    faces_request(photo(200))  # starts the decoder's forkserver (once per process)
+
+    print("| photo | MP | faces found | jobs check ms (CPU) | faces ms (CPU) | faces / jobs check | "
+          "faces, decode here ms (CPU) | faces / decode here |\n|---|---:|---:|---:|---:|---:|---:|---:|")
     for size in (int(s) for s in args.sizes.split(",")):
         data = photo(size)
         w, h = Image.open(io.BytesIO(data)).size
         found = len(faces_request(data))
-        times = {"jobs": [], "faces": []}
+        times = {name: [] for name in rows}
         for _ in range(args.rounds):
-            times["jobs"].append(timed(lambda: jobs_check(data)))
-            times["faces"].append(timed(lambda: faces_request(data)))
+            for name, fn in rows.items():
+                times[name].append(timed(lambda: fn(data)))
         med = {k: (statistics.median(t[0] for t in v), statistics.median(t[1] for t in v))
                for k, v in times.items()}
         print(f"| {w}x{h} | {w * h / 1e6:.2f} | {found} | {med['jobs'][0]:.1f} ({med['jobs'][1]:.1f}) | "
-              f"{med['faces'][0]:.1f} ({med['faces'][1]:.1f}) | {med['faces'][0] / med['jobs'][0]:.1f}x |")
+              f"{med['faces'][0]:.1f} ({med['faces'][1]:.1f}) | {med['faces'][0] / med['jobs'][0]:.1f}x | "
+              f"{med['here'][0]:.1f} ({med['here'][1]:.1f}) | {med['faces'][0] / med['here'][0]:.2f}x |")
     print(f"\nload {os.getloadavg()[0]:.2f} at the end; medians of {args.rounds} interleaved rounds")
     return 0
 

@@ -145,3 +145,23 @@ def test_keys_and_rate_limit(app, make_app, keys):
     assert post_faces(authed(app, keys(admin=True)[0]), photo).status_code == 403
     limited = authed(make_app(rate_limit_submit="2/minute"), keys(partner="acme")[0])
     assert [post_faces(limited, photo).status_code for _ in range(3)] == [200, 200, 429]
+
+
+@pytest.mark.parametrize("decoder, said", [("segfaults", "crashed"), ("hangs", "did not finish")])
+def test_a_decoder_that_crashes_or_hangs_fails_the_request_not_the_api(make_app, keys, monkeypatch, decoder,
+                                                                       said):
+    """POST /v1/faces decodes in a throwaway child (worker/decode_guard.py): a crash or a hang there is a
+    422 for that upload, and the next request is served by the same process as before."""
+    from api import uploads
+    from tests.hostile import decoders
+
+    client = authed(make_app(decode_timeout_seconds=2), keys(partner="acme")[0])
+    photo = encode(synthetic_portrait(40))
+    with monkeypatch.context() as patch:
+        patch.setattr(uploads, "PHOTO_DECODER", getattr(decoders, decoder))
+        refused = post_faces(client, photo)
+    assert refused.status_code == 422, refused.get_json()
+    error = refused.get_json()["error"]
+    assert (error["code"], error["field"], error["reason"]) == ("invalid_image", "image", "damaged")
+    assert said in error["message"]
+    assert post_faces(client, photo).status_code == 200
