@@ -1,11 +1,11 @@
 """POST /v1/faces: the faces in a photo, each with a suggested portrait crop to send as a job's `crop`.
 
-Nothing is stored: the upload is checked as a job's is (api/uploads.py: format, size and pixel limits,
-the same decoder), looked at, and dropped; no row, no object, no log of its bytes.
+Nothing is stored: the upload is looked at and dropped; no row, no object, no log of its bytes.
 
-The file is checked as POST /v1/jobs checks it (api/uploads.py `read_photo`: header checks, then the
-same decoder), the decode running in a throwaway child process (worker/decode_guard.py), so a decoder
-that crashes or hangs on a crafted file fails this request with a 422, never the gunicorn worker.
+The file is checked as POST /v1/jobs checks it (api/uploads.py `read_photo`: format, size and pixel
+limits, header checks, then the same decoder), but the decode runs in a throwaway child process
+(worker/decode_guard.py), so a decoder that crashes or hangs on a crafted file fails this request with
+a 422, never the gunicorn worker.
 Detection then runs here, in the API process, on the decoded pixels (model/faces.py: MTCNN on
 OpenCV's dnn module): the nets only ever see a well-formed uint8 array, their first pyramid level
 capped at FIRST_LEVEL_PIXELS. It is fast enough to answer in the request: see bench/faces_api.py

@@ -21,6 +21,8 @@ import os
 import sys
 from pathlib import Path
 
+from model.faces import DEFAULT_ASPECT, PRINT_ASPECTS  # numpy only: the detector loads on first use
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 DEFAULT_DPI = 300
 
@@ -46,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="upscale only this region (pixels after EXIF orientation)")
     region.add_argument("--face", type=int, default=None, metavar="N",
                         help="upscale the N-th face (1 = leftmost) with its head-and-shoulders crop")
-    up.add_argument("--aspect", default=None, choices=("11x14", "8x10", "3:4"),
-                    help="print aspect of the --face crop (default 11x14)")
+    up.add_argument("--aspect", default=None, choices=list(PRINT_ASPECTS),
+                    help=f"print aspect (width:height) of the --face crop (default {DEFAULT_ASPECT})")
     # train/evaluate own their options: everything after the command is passed through untouched.
     sub.add_parser("train", add_help=False, help="train a model (model.train)")
     sub.add_parser("evaluate", add_help=False, help="evaluate models on val (model.evaluate)")
@@ -117,7 +119,7 @@ def upscale_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
                 raise ValueError(f"would overwrite {target} written for {written[target.name]}")
             pixels = decode_image(path.read_bytes())
             if args.face is not None:
-                pixels = apply_crop(pixels, face_crop(pixels, args.face, args.aspect or "11x14", path))
+                pixels = apply_crop(pixels, face_crop(pixels, args.face, args.aspect or DEFAULT_ASPECT, path))
             else:
                 pixels = apply_crop(pixels, crop)
             out = upscaler.upscale(pixels)
