@@ -57,8 +57,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         storage=Storage(settings), celery=make_celery(settings), model=configured_model(settings),
         keys=KeyCache(settings.key_cache_seconds))
 
-    from api import (admin, auth, cli, errors, health, jobs, limits, listing, logcontext, metrics, openapi,
-                     pages)
+    from api import (admin, auth, cli, errors, faces, health, jobs, limits, listing, logcontext, metrics,
+                     openapi, pages)
 
     metrics.install(app)  # first: its timer starts before any other hook can answer
     errors.register(app)
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     logcontext.install(app)  # after auth: the partner is known
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(faces.bp)
     app.register_blueprint(listing.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(openapi.bp)

@@ -11,6 +11,7 @@ from shared import errors
 STATUS = {
     errors.InvalidUpload: 400,
     errors.InvalidImage: 422,
+    errors.InvalidCrop: 422,
     errors.JobNotFound: 404,
     errors.ResultNotReady: 409,
     errors.ResultGone: 410,

@@ -12,6 +12,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from api.auth import principal
 from api.uploads import read_upload
+from model.crop import Crop, parse_crop
 from shared import idempotency, lifecycle, logs, retention, uploads
 from shared.errors import (DependencyUnavailable, IdempotencyConflict, IdempotencyInProgress, InvalidRequest,
                            JobNotCancellable, JobNotFound, ResultGone, ResultNotReady)
@@ -54,29 +55,44 @@ def _created(body: dict, status: int):
 @bp.post("")
 def submit():
     body, status = submit_job(request.files.get("image"), request.form.get("callback_url"),
-                              request.headers.get("Idempotency-Key"))
+                              request.headers.get("Idempotency-Key"), crop=request.form.get("crop"))
     return _created(body, status)
 
 
-def submit_job(file, callback_url: str | None, key: str | None) -> tuple[dict, int]:
+def read_crop(text: str | None) -> Crop | None:
+    """The form field `crop` ("x,y,width,height"); None when absent or blank. Malformed: 400."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return parse_crop(text)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), field="crop") from None
+
+
+def submit_job(file, callback_url: str | None, key: str | None, crop: str | None = None) -> tuple[dict, int]:
     """Exactly once from the client's view. Until the job row is committed, any failure answers 503
     and leaves nothing (the Idempotency-Key is released, the original deleted or left to the sweeper);
     once it is committed, the answer is 202 with the job whatever fails afterwards (a publish that
     fails is the sweeper's to redo), so a client never retries a job that exists.
 
     Returns the job as the API shows it and 202, or 200 for an idempotent replay. The console's upload
-    form (api/pages/console.py) calls this too, so both accept and refuse exactly the same uploads."""
+    form (api/pages/console.py) calls this too, so both accept and refuse exactly the same uploads.
+    `crop` is the form field as sent: the job upscales that region of the photo only."""
     services, me = _services(), principal()
     settings = services.settings
     callback_url = callback_url or me.callback_url
     if callback_url:
         check_callback_url(callback_url, allow_private=settings.allow_private_callbacks)
-    upload = read_upload(file, settings)
+    region = read_crop(crop)
+    upload = read_upload(file, settings, crop=region)
 
     if key is not None and not 1 <= len(key) <= 255:
         raise InvalidRequest("Idempotency-Key must be 1 to 255 characters", field="Idempotency-Key")
-    fingerprint = idempotency.request_fingerprint(upload.data, callback_url) if key is not None else None
-    job = _new_job(upload, callback_url)
+    # The crop is part of the request: the same key with another crop is another request (422). Left out
+    # when absent, so the fingerprints of requests without one are what they always were.
+    parts = (upload.data, callback_url) + ((str(region),) if region else ())
+    fingerprint = idempotency.request_fingerprint(*parts) if key is not None else None
+    job = _new_job(upload, callback_url, region)
 
     # One transaction: hold the key (if any) and note the original we are about to store.
     try:
@@ -106,10 +122,12 @@ def submit_job(file, callback_url: str | None, key: str | None) -> tuple[dict, i
     return body, 202
 
 
-def _new_job(upload, callback_url: str | None) -> Job:
+def _new_job(upload, callback_url: str | None, crop: Crop | None) -> Job:
     services, me = _services(), principal()
+    x, y, w, h = crop.box if crop else (None,) * 4
     job = Job(id=uuid.uuid4(), status=JobStatus.QUEUED, partner_id=me.partner_id, callback_url=callback_url,
               input_content_type=upload.content_type, input_width=upload.width, input_height=upload.height,
+              crop_x=x, crop_y=y, crop_width=w, crop_height=h,
               attempts=0, attempts_allowed=services.settings.max_attempts, cancel_requested=False,
               model_name=services.model["name"], model_version=services.model["version"])
     job.input_key = original_key(me.partner_id, job.id)

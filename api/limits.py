@@ -27,8 +27,12 @@ def install(app: Flask, settings: Settings) -> Limiter:
         if endpoint in app.view_functions:
             limiter.exempt(app.view_functions[endpoint])
     app.view_functions["jobs.submit"] = limiter.limit(settings.rate_limit_submit)(app.view_functions["jobs.submit"])
+    # POST /v1/faces decodes and looks at a whole photo, as costly as a submit: the same limit, own counter.
+    faces = app.view_functions["faces.find"]
+    app.view_functions["faces.find"] = limiter.limit(settings.rate_limit_submit)(faces)
     # The pages (api/pages): an upload is a submit; sign-in attempts are counted per client address.
     for endpoint, limit in (("console.submit", settings.rate_limit_submit),
+                            ("console.faces", settings.rate_limit_submit),
                             ("console.sign_in", settings.rate_limit_sign_in)):
         app.view_functions[endpoint] = limiter.limit(limit)(app.view_functions[endpoint])
     limiter.exempt(app.view_functions["static"])

@@ -13,6 +13,17 @@ Refusals are `InvalidImage` (422) with field "image", a message naming the probl
 machine-readable `reason`: unsupported_format, unreadable, too_many_pixels, result_too_large,
 animated, damaged. A missing or empty file is `InvalidUpload` (400); a body over MAX_UPLOAD_BYTES
 never gets here (Werkzeug answers 413). Pillow's decompression-bomb warning is an error here.
+
+With a crop (POST /v1/jobs `crop`, model/crop.py) MAX_OUTPUT_PIXELS applies to the crop's result, not
+the whole photo's (checked before decoding), and the crop must lie inside the photo as decoded, i.e.
+after its EXIF orientation; refusals are `InvalidCrop` (422) with field "crop" and reason empty,
+outside_image or result_too_large.
+
+`read_photo` (POST /v1/faces) upscales nothing, so no result limit applies there, and it hands back the
+decoded pixels. It decodes in a throwaway child process (worker/decode_guard.py, the workers' guard,
+DECODE_TIMEOUT_SECONDS): a decoder that crashes or hangs on a crafted file costs that child, never the
+gunicorn worker, and is refused as "damaged". `read_upload` still decodes in this process, as before;
+bench/faces_api.py measures what the child costs (15-40 ms up to 2000 px).
 """
 from __future__ import annotations
 
@@ -23,12 +34,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 from werkzeug.datastructures import FileStorage
 
+from model.crop import Crop, CropError, check_crop
 from model.images import ImageDecodeError, ImageTooLargeError, decode_image
-from shared.errors import InvalidImage, InvalidUpload
+from shared.errors import InvalidCrop, InvalidImage, InvalidUpload
 from shared.settings import Settings
+from worker.decode_guard import decode_isolated  # the workers' decoder guard; imports no Celery
 
 MIME_BY_FORMAT = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp",
                   "TIFF": "image/tiff", "GIF": "image/gif"}
@@ -47,7 +61,25 @@ class Upload:
     height: int
 
 
-def read_upload(file: FileStorage | None, settings: Settings) -> Upload:
+def read_upload(file: FileStorage | None, settings: Settings, crop: Crop | None = None) -> Upload:
+    """The upload of a job, checked; with `crop`, the crop is checked against the photo too."""
+    upload, _ = _read(file, settings, crop=crop, upscaled=True)
+    return upload
+
+
+def read_photo(file: FileStorage | None, settings: Settings) -> tuple[Upload, np.ndarray]:
+    """A photo to look at, not upscale (POST /v1/faces): every check but the result size; and its pixels,
+    as decode_image gives them (EXIF orientation applied), decoded in a child process."""
+    return _read(file, settings, crop=None, upscaled=False, isolated=True)
+
+
+# What read_photo's child runs: decode_image (tests put a decoder that crashes here; module-level, so
+# the child can import it by name).
+PHOTO_DECODER = decode_image
+
+
+def _read(file: FileStorage | None, settings: Settings, crop: Crop | None, upscaled: bool,
+          isolated: bool = False) -> tuple[Upload, np.ndarray]:
     if file is None:
         raise InvalidUpload("the request has no file in the multipart field 'image'",
                             field="image")
@@ -59,9 +91,16 @@ def read_upload(file: FileStorage | None, settings: Settings) -> Upload:
         # advisory UserWarnings about odd metadata never do, whatever the process's warning filters say.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         warnings.simplefilter("ignore", UserWarning)
-        fmt = _probe(data, settings)
+        fmt = _probe(data, settings, whole_result=upscaled and crop is None)
+        if crop is not None:
+            _check_crop_result(crop, settings)  # from the crop alone: before anything is decoded
         try:
-            pixels = decode_image(data, max_pixels=settings.max_input_pixels)
+            if isolated:
+                pixels = decode_isolated(data, max_pixels=settings.max_input_pixels,
+                                         timeout=settings.decode_timeout_seconds,
+                                         formats=allowed_formats(settings), decode=PHOTO_DECODER)
+            else:
+                pixels = decode_image(data, max_pixels=settings.max_input_pixels)
         except ImageTooLargeError as exc:
             raise _refuse("too_many_pixels", f"the image is too large: {exc}") from None
         except ImageDecodeError as exc:
@@ -70,7 +109,23 @@ def read_upload(file: FileStorage | None, settings: Settings) -> Upload:
             raise _refuse("too_many_pixels", "the image needs more memory to decode than is available; "
                                              "send a smaller image") from None
     height, width = pixels.shape[:2]
-    return Upload(data=data, content_type=MIME_BY_FORMAT[fmt], width=width, height=height)
+    if crop is not None:
+        try:
+            check_crop(crop, (width, height))  # the size as decoded: after EXIF orientation, as shown
+        except CropError as exc:
+            raise InvalidCrop(str(exc), field="crop", reason=exc.reason) from None
+    return Upload(data=data, content_type=MIME_BY_FORMAT[fmt], width=width, height=height), pixels
+
+
+def _check_crop_result(crop: Crop, settings: Settings) -> None:
+    """MAX_OUTPUT_PIXELS for a crop: its result, not the whole photo's, is what gets made."""
+    scale = model_scale(settings.model_weights)
+    out_w, out_h = crop.width * scale, crop.height * scale
+    if crop.width > 0 and crop.height > 0 and out_w * out_h > settings.max_output_pixels:
+        raise InvalidCrop(f"the crop {crop} is {crop.width}x{crop.height}; its {scale}x result would be "
+                          f"{out_w}x{out_h} = {out_w * out_h / 1e6:.1f} MP, more than the "
+                          f"{settings.max_output_pixels / 1e6:.1f} MP limit (MAX_OUTPUT_PIXELS)",
+                          field="crop", reason="result_too_large", limit=settings.max_output_pixels)
 
 
 # ------------------------------------------------------------------------------------------------ probe
@@ -80,8 +135,9 @@ def allowed_formats(settings: Settings) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _probe(data: bytes, settings: Settings) -> str:
-    """Header checks, nothing decoded; returns the (accepted) format."""
+def _probe(data: bytes, settings: Settings, whole_result: bool = True) -> str:
+    """Header checks, nothing decoded; returns the (accepted) format. `whole_result`: the whole photo
+    will be upscaled, so its result must fit MAX_OUTPUT_PIXELS."""
     allowed = allowed_formats(settings)
     try:
         with Image.open(io.BytesIO(data), formats=allowed) as im:
@@ -110,7 +166,7 @@ def _probe(data: bytes, settings: Settings) -> str:
                       f"{limit / 1e6:.1f} MP limit ({name}); nothing was decoded", limit=limit)
     scale = model_scale(settings.model_weights)
     out_w, out_h = width * scale, height * scale
-    if out_w * out_h > settings.max_output_pixels:
+    if whole_result and out_w * out_h > settings.max_output_pixels:
         raise _refuse("result_too_large",
                       f"the image is {width}x{height}; its {scale}x result would be {out_w}x{out_h} = "
                       f"{out_w * out_h / 1e6:.1f} MP, more than the {settings.max_output_pixels / 1e6:.1f} "

@@ -1,8 +1,10 @@
-"""`python -m bench speed|gpu|faces|chaos|train_step|poll_cpu [args]` (what `make bench BENCH_ARGS="..."` runs).
+"""`python -m bench speed|gpu|faces|faces_api|chaos|train_step|poll_cpu [args]`
+(what `make bench BENCH_ARGS="..."` runs).
 
 - speed: CPU output megapixels/s of the shipped model's inference paths vs the OpenCV ESPCN peer.
 - gpu: the CUDA path's MP/s by batch size and precision (exits 2 without CUDA).
 - faces: face detection recall and false positives on group photos composed from val faces.
+- faces_api: what POST /v1/faces costs the API process, against a submit's upload check.
 - chaos: N jobs, K kill -9s and a Redis restart; lost / finished twice / recovery time.
 - train_step: training step time, fp32 vs the bf16 forward.
 - poll_cpu: CPU ms of one job poll in the API process, key cache off vs on.
@@ -13,8 +15,8 @@ import runpy
 import sys
 from pathlib import Path
 
-BENCHES = {"speed": "speed.py", "gpu": "gpu.py", "faces": "faces.py", "chaos": "chaos.py",
-           "train_step": "train_step.py", "poll_cpu": "poll_cpu.py"}
+BENCHES = {"speed": "speed.py", "gpu": "gpu.py", "faces": "faces.py", "faces_api": "faces_api.py",
+           "chaos": "chaos.py", "train_step": "train_step.py", "poll_cpu": "poll_cpu.py"}
 
 
 def main() -> int:

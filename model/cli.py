@@ -2,10 +2,16 @@
 
     python -m model upscale IN [IN ...] --out DIR [--device auto|cpu|cuda] [--tile N] [--weights P]
                                         [--precision fp32|bf16|fp16|int8] [--print-size 11x14in] [--dpi 300]
+                                        [--crop x,y,w,h | --face N [--aspect 11x14|8x10|3:4]]
 
 IN are image files or folders (their images, not recursive); each result is `DIR/<stem>.png`. A file
 that fails prints one `error:` line and the others go on; the exit code is 1 if any failed. `train`
 and `evaluate` hand their arguments to `model.train.main` / `model.evaluate.main`.
+
+`--crop x,y,w,h` upscales that region only (pixels of the photo as shown, after EXIF orientation; the
+result is exactly 4x the crop). `--face N` finds the faces (model/faces.py), numbers them left to right
+from 1, prints them, and upscales the N-th with its head-and-shoulders crop at `--aspect`; a photo with
+fewer than N faces is an error for that file. These are the crops POST /v1/faces suggests.
 """
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ import importlib
 import os
 import sys
 from pathlib import Path
+
+from model.faces import DEFAULT_ASPECT, PRINT_ASPECTS  # numpy only: the detector loads on first use
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 DEFAULT_DPI = 300
@@ -35,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fit the 4x result to this print (e.g. 11x14in), turned to the photo's orientation")
     up.add_argument("--dpi", type=int, default=None, help=f"print resolution (default {DEFAULT_DPI}), "
                                                          "also written into the PNG")
+    region = up.add_mutually_exclusive_group()
+    region.add_argument("--crop", default=None, metavar="x,y,w,h",
+                        help="upscale only this region (pixels after EXIF orientation)")
+    region.add_argument("--face", type=int, default=None, metavar="N",
+                        help="upscale the N-th face (1 = leftmost) with its head-and-shoulders crop")
+    up.add_argument("--aspect", default=None, choices=list(PRINT_ASPECTS),
+                    help=f"print aspect (width:height) of the --face crop (default {DEFAULT_ASPECT})")
     # train/evaluate own their options: everything after the command is passed through untouched.
     sub.add_parser("train", add_help=False, help="train a model (model.train)")
     sub.add_parser("evaluate", add_help=False, help="evaluate models on val (model.evaluate)")
@@ -68,6 +83,18 @@ def upscale_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
             parser.error(str(exc))
     if args.dpi is not None and args.dpi <= 0:
         parser.error("--dpi must be positive")
+    crop = None
+    if args.crop is not None:
+        from model.crop import parse_crop
+
+        try:
+            crop = parse_crop(args.crop)
+        except ValueError as exc:
+            parser.error(f"--crop: {exc}")
+    if args.face is not None and args.face < 1:
+        parser.error("--face counts from 1 (the leftmost face)")
+    if args.aspect and args.face is None:
+        parser.error("--aspect goes with --face")
     dpi = args.dpi or (DEFAULT_DPI if print_in else None)
     files, failed = collect_inputs(args.inputs)
     try:
@@ -79,6 +106,7 @@ def upscale_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
 
     from tqdm import tqdm
 
+    from model.crop import CropError, apply_crop
     from model.images import ImageDecodeError, decode_image, encode_png, resize_lanczos
 
     written: dict[str, Path] = {}
@@ -90,6 +118,10 @@ def upscale_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
             if target.name in written:
                 raise ValueError(f"would overwrite {target} written for {written[target.name]}")
             pixels = decode_image(path.read_bytes())
+            if args.face is not None:
+                pixels = apply_crop(pixels, face_crop(pixels, args.face, args.aspect or DEFAULT_ASPECT, path))
+            else:
+                pixels = apply_crop(pixels, crop)
             out = upscaler.upscale(pixels)
             if print_in:
                 size = fit_to_print(out.shape[1], out.shape[0], print_in, dpi)
@@ -101,12 +133,37 @@ def upscale_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         except ImageDecodeError as exc:
             tqdm.write(f"error: {path}: not a usable image: {exc}", file=sys.stderr)
             failed += 1
+        except (CropError, NoSuchFace) as exc:
+            tqdm.write(f"error: {path}: {exc}", file=sys.stderr)
+            failed += 1
         except Exception as exc:  # one bad file must not stop the batch; report it and go on
             tqdm.write(f"error: {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed += 1
     bar.close()
     print(f"{len(written)} written to {args.out}, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+class NoSuchFace(Exception):
+    """`--face N` on a photo with fewer than N faces."""
+
+
+def face_crop(pixels, n: int, aspect: str, path: Path) -> tuple[int, int, int, int]:
+    """The N-th face's (1 = leftmost) portrait crop; the faces found are listed on stderr."""
+    from tqdm import tqdm
+
+    from model.faces import find_portraits
+
+    found = find_portraits(pixels, aspect)
+    for i, (face, crop) in enumerate(found, 1):
+        tqdm.write(f"{path}: face {i}: box {face.x},{face.y},{face.width},{face.height} "
+                   f"confidence {face.confidence:.3f}, {aspect} crop {','.join(map(str, crop))}"
+                   + ("  <- upscaled" if i == n else ""), file=sys.stderr)
+    if n > len(found):
+        faces = f"{len(found) or 'no'} face{'s' if len(found) != 1 else ''}"
+        numbered = f" (1 to {len(found)}, left to right)" if found else ""
+        raise NoSuchFace(f"--face {n}: the detector finds {faces} in the photo{numbered}")
+    return found[n - 1][1]
 
 
 def collect_inputs(inputs: list[Path]) -> tuple[list[Path], int]:

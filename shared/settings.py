@@ -46,10 +46,10 @@ class Settings(BaseSettings):
     max_input_pixels: int = Field(40_000_000, ge=1, description="Largest input (width x height).")
     max_output_pixels: int = Field(
         640_000_000, ge=1,
-        description="Largest result (width x height after the 4x upscale, i.e. 16x the input pixels); an "
-                    "upload whose result would be larger is refused with 422. The default, 16 x "
-                    "MAX_INPUT_PIXELS, lets MAX_INPUT_PIXELS decide; lower it to bound worker memory "
-                    "(3-8 bytes per output pixel).")
+        description="Largest result (width x height after the 4x upscale, i.e. 16x the input pixels, or 16x "
+                    "the crop's with a crop); an upload whose result would be larger is refused with 422. "
+                    "The default, 16 x MAX_INPUT_PIXELS, lets MAX_INPUT_PIXELS decide; lower it to bound "
+                    "worker memory (3-8 bytes per output pixel).")
     allowed_formats: str = Field(
         "JPEG,PNG,WEBP,BMP,TIFF",
         pattern=r"(?i)^\s*(JPEG|PNG|WEBP|BMP|TIFF|GIF)(\s*,\s*(JPEG|PNG|WEBP|BMP|TIFF|GIF))*\s*$",
@@ -104,7 +104,8 @@ class Settings(BaseSettings):
                     "kept). Queued and running jobs never expire.")
 
     # Partners: rate limits, CORS, idempotency, callbacks.
-    rate_limit_submit: str = Field("30/minute", description="Submits per API key (flask-limiter syntax).")
+    rate_limit_submit: str = Field("30/minute", description="Submits per API key (flask-limiter syntax); "
+                                   "POST /v1/faces has the same limit, counted apart.")
     rate_limit_default: str = Field("600/minute", description="All other requests per API key.")
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty = none.")
     key_cache_seconds: float = Field(

@@ -30,8 +30,8 @@ def encode(array: np.ndarray, fmt: str = "PNG", **params) -> bytes:
 
 
 def post_image(client, data: bytes, name: str = "portrait.png", headers: dict | None = None,
-               form: dict | None = None):
-    """POST /v1/jobs with `data` as the multipart field `image`.
+               form: dict | None = None, path: str = "/v1/jobs"):
+    """POST /v1/jobs (or `path`, e.g. /v1/faces) with `data` as the multipart field `image`.
 
     The body is encoded in memory: werkzeug's test client would spool a large upload to a temporary
     file that it never closes (a ResourceWarning, which this suite treats as an error)."""
@@ -39,5 +39,5 @@ def post_image(client, data: bytes, name: str = "portrait.png", headers: dict | 
     from werkzeug.test import encode_multipart
 
     boundary, body = encode_multipart({**(form or {}), "image": FileStorage(io.BytesIO(data), filename=name)})
-    return client.post("/v1/jobs", data=body, content_type=f"multipart/form-data; boundary={boundary}",
+    return client.post(path, data=body, content_type=f"multipart/form-data; boundary={boundary}",
                        headers=headers or {})

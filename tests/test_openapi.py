@@ -133,7 +133,7 @@ def schemathesis_config(auth: dict[str, dict[str, str]]) -> schemathesis.Config:
         "continue-on-failure": True,  # every failure of an operation, not just its first
         "operations": [  # the key each operation needs (the coverage phase also tries none: 401)
             {"include-path-regex": "^/v1/admin/", "headers": auth["admin"]},
-            {"include-path-regex": "^/v1/jobs", "headers": auth["partner"]},
+            {"include-path-regex": "^/v1/(jobs|faces)", "headers": auth["partner"]},
         ],
     })
 
@@ -224,6 +224,10 @@ def test_refusals_and_outages_conform(app, make_app, keys, settings):
                             content_type="multipart/form-data; boundary=xyz")
     assert response.status_code == 413
     conforms(app, "POST", "/v1/jobs", response)
+    response = partner.post("/v1/faces", data=b"\0" * (settings.max_upload_bytes + 1),
+                            content_type="multipart/form-data; boundary=xyz")
+    assert response.status_code == 413
+    conforms(app, "POST", "/v1/faces", response)
 
     limited = authed(make_app(rate_limit_submit="1/minute"), partner_key)
     assert post_image(limited, _PNG[0]).status_code == 202
@@ -256,6 +260,8 @@ MALFORMED = [  # (role, method, path, json body or multipart form), found by fuz
     ("admin", "post", "/v1/admin/jobs/{failed}/requeue", {"actor": "a\0"}),
     ("partner", "post", "/v1/jobs", {"callback_url": "http://[::1/cb"}),
     ("partner", "post", "/v1/jobs", {"callback_url": "https://memorial.example/a\0b"}),
+    ("partner", "post", "/v1/jobs", {"crop": "1,2,3,4\0"}),
+    ("partner", "post", "/v1/jobs", {"crop": "1,2,3,99999999999999"}),
 ]
 
 

@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 
+from model.crop import apply_crop
 from model.images import decode_image, encode_png
 from shared import lifecycle, logs, metrics
 from shared.failures import Failure, failure
@@ -58,6 +59,7 @@ def _attempt(job_id: str, rt) -> str:
             pixels = decode_isolated(rt.storage.get(job.input_key), max_pixels=settings.max_input_pixels,
                                      timeout=settings.decode_timeout_seconds,
                                      formats=settings.allowed_formats, decode=decode_image)
+            pixels = apply_crop(pixels, job.crop_box)  # POST /v1/jobs `crop`: that region only (None: all)
             beat.check()
             upscaler = rt.upscaler
             started = time.perf_counter()

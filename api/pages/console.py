@@ -1,5 +1,6 @@
-"""The partner console at `/`: sign in with an API key, upload a portrait, watch it being restored,
-compare before and after, download it (as it is, or fitted to a print), and list the partner's jobs.
+"""The partner console at `/`: sign in with an API key, upload a portrait (or pick one face of a group
+photo), watch it being restored, compare before and after, download it (as it is, or fitted to a
+print), and list the partner's jobs.
 
 Views are thin: a submit is `api.jobs.submit_job` (the same checks and the same exactly-once path as
 POST /v1/jobs), a job is `api.jobs._load` (another partner's job is a 404, as in the API), the list is
@@ -13,6 +14,7 @@ from flask import Blueprint, current_app, flash, jsonify, redirect, render_templ
 
 from api.auth import principal
 from api.errors import STATUS
+from api.faces import faces_in
 from api.jobs import _load as load_job
 from api.jobs import submit_job
 from api.listing import partner_jobs, status_filter
@@ -83,7 +85,7 @@ def submit():
     plain form post). A hidden per-form Idempotency-Key makes a double submit one job."""
     try:
         key = optional_text(request.form.get("idempotency_key"), "idempotency_key", 255)
-        body, status = submit_job(request.files.get("image"), None, key)
+        body, status = submit_job(request.files.get("image"), None, key, crop=request.form.get("crop"))
     except ServiceError as exc:
         if session.wants_json():
             raise  # session.py answers {"error": {code, message, plain}}
@@ -94,6 +96,13 @@ def submit():
     if session.wants_json():
         return jsonify(job=body, url=url), status
     return redirect(url, 303)
+
+
+@bp.post("/faces")
+def faces():
+    """The upload form's face picker: the faces in the chosen photo, as POST /v1/faces finds them (JSON).
+    pages.js offers each face's crop; the choice travels with the upload as its `crop`."""
+    return jsonify(faces_in(request.files.get("image"), request.form.get("aspect")))
 
 
 @bp.get("/jobs")

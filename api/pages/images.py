@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from flask import Response, current_app, stream_with_context
 
+from model.crop import CropError, apply_crop
 from model.images import ImageDecodeError, decode_image, encode_png, resize_lanczos
 from model.print_size import fit_to_print, parse_print_size
 from shared.errors import DependencyUnavailable, InvalidRequest, JobNotFound, ResultNotReady
@@ -92,13 +93,15 @@ def _storage_errors():
 
 
 def original(job: Job) -> Response:
-    """The upload as sent when a browser can show it; TIFF (which browsers cannot) as PNG."""
-    if job.input_content_type in SHOWN_AS_IS:
+    """The upload as sent when a browser can show it; TIFF (which browsers cannot) as PNG. For a job with
+    a crop, only that region (as PNG), so that before and after show the same thing."""
+    if job.input_content_type in SHOWN_AS_IS and job.crop_box is None:
         return _stream(job.input_key, job.input_content_type)
     try:
         pixels = decode_image(_read(job.input_key), max_pixels=current_app.extensions["portraits"].settings
                               .max_input_pixels)
-    except ImageDecodeError:
+        pixels = apply_crop(pixels, job.crop_box)  # in the pixels as shown: decode_image applied EXIF
+    except (ImageDecodeError, CropError):
         raise JobNotFound("the original can no longer be shown") from None
     return Response(encode_png(pixels), mimetype="image/png")
 

@@ -49,6 +49,8 @@ CODES = {
     "unauthorized": SIGNED_OUT,
     "forbidden": "You cannot open this page with the key you signed in with.",
     "invalid_request": "Something in the form was not right: {message}.",
+    "invalid_crop": "The part of the photo chosen to restore does not fit the photo: {message}. Please "
+                    "choose the face again.",
     "bad_request": "This form has expired or was not sent from this site. Please reload the page and try "
                    "again.",
     "not_found": "This page does not exist.",

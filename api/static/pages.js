@@ -78,7 +78,74 @@ function uploadForm() {
   const input = $("#image", form), drop = $("#drop", form), preview = $("#preview", form);
   const image = $("#preview-image", form), facts = $("#preview-facts", form), message = $("#upload-message");
   const button = $("#upload-button", form), progress = $("#upload-progress", form), bar = $("#upload-bar", form);
+  const faces = $("#faces", form), facesList = $("#faces-list", form), facesStatus = $("#faces-status", form);
+  const crop = $("#crop", form);
   let objectUrl = null;
+  let lookup = 0; // which photo's faces are wanted: an answer for an earlier photo is dropped
+
+  const describe = (width, height) => facts.replaceChildren(...describePhoto(width, height, rules));
+
+  // One choice of the face picker: the whole photo (box null) or a face's crop, with its thumbnail.
+  function choice(text, box) {
+    const label = document.createElement("label");
+    label.className = "face-choice";
+    const radio = document.createElement("input");
+    radio.type = "radio";
+    radio.name = "face";
+    radio.value = box ? `${box.x},${box.y},${box.width},${box.height}` : "";
+    radio.addEventListener("change", () => {
+      crop.value = radio.value;
+      describe(box ? box.width : image.naturalWidth, box ? box.height : image.naturalHeight);
+    });
+    label.append(radio);
+    if (box) {
+      // The preview <img> is drawn as shown (EXIF orientation applied), the pixels the crop is in.
+      const canvas = document.createElement("canvas");
+      canvas.height = 112;
+      canvas.width = Math.max(1, Math.round((box.width * canvas.height) / box.height));
+      canvas.getContext("2d").drawImage(image, box.x, box.y, box.width, box.height, 0, 0, canvas.width, canvas.height);
+      canvas.setAttribute("aria-hidden", "true");
+      label.append(canvas);
+    }
+    const span = document.createElement("span");
+    span.textContent = text;
+    label.append(span);
+    return label;
+  }
+
+  // POST /faces (the API's POST /v1/faces): offer each face's head-and-shoulders crop, or the whole photo.
+  async function findFaces(file) {
+    const mine = ++lookup;
+    const data = new FormData();
+    data.append("csrf_token", form.elements.csrf_token.value);
+    data.append("image", file);
+    facesList.replaceChildren();
+    facesStatus.textContent = "Looking for the faces in the photo…";
+    faces.hidden = false;
+    let body = null;
+    try {
+      const response = await fetch(faces.dataset.url, { method: "POST", body: data, headers: { Accept: "application/json" } });
+      body = await response.json();
+      if (!response.ok) body = null;
+    } catch (_) { body = null; }
+    if (mine !== lookup) return;
+    if (!body) {
+      facesStatus.textContent = "The faces could not be looked for just now; the whole photo will be restored.";
+      return;
+    }
+    const found = body.faces;
+    if (!found.length) {
+      facesStatus.textContent = "No face was found in this photo: the whole photo will be restored.";
+      return;
+    }
+    facesStatus.textContent = found.length === 1
+      ? "One face was found. Restore the whole photo, or only this person's head and shoulders:"
+      : `${found.length} faces were found, numbered from the left. Choose the person whose portrait this is:`;
+    const whole = choice(`The whole photo, ${body.image.width} × ${body.image.height} px`, null);
+    $("input", whole).checked = true;
+    facesList.replaceChildren(whole, ...found.map((face, i) =>
+      choice(`Face ${i + 1} from the left: head and shoulders, ${face.crop.width} × ${face.crop.height} px`, face.crop)));
+  }
 
   const say = (text) => {
     message.textContent = text || "";
@@ -90,6 +157,9 @@ function uploadForm() {
   function show(file) {
     say("");
     preview.hidden = true;
+    faces.hidden = true;
+    crop.value = "";
+    lookup += 1;
     if (!file) return;
     if (file.size > rules.max_bytes) {
       say(`This file is ${megabytes(file.size)} MB; the most the service accepts is ${megabytes(rules.max_bytes)} MB. ` +
@@ -100,8 +170,9 @@ function uploadForm() {
     objectUrl = URL.createObjectURL(file);
     image.hidden = false;
     image.onload = () => {
-      facts.replaceChildren(...describePhoto(image.naturalWidth, image.naturalHeight, rules));
+      describe(image.naturalWidth, image.naturalHeight);
       preview.hidden = false;
+      findFaces(file);
     };
     image.onerror = () => {
       image.hidden = true;

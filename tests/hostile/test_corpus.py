@@ -118,6 +118,26 @@ def test_every_hostile_upload_gets_a_clear_answer(client, app, storage):
     assert len(set(original_objects(storage)) - before) == accepted
 
 
+def test_every_hostile_upload_gets_a_clear_answer_from_faces(client):
+    """POST /v1/faces checks and decodes uploads in the API process as POST /v1/jobs does, then runs the
+    face detector on the pixels: the same answer for every file (200 where a job would be accepted, with
+    the photo's size), never a server error."""
+    tally, problems = Counter(), []
+    for case in build():
+        response = post_image(client, case.data, case.filename, path="/v1/faces")
+        body = response.get_json(silent=True)
+        ok = response.status_code == 200
+        tally["found faces" if ok and body["faces"] else "no face" if ok else
+              "server errors" if response.status_code >= 500 else f"refused {response.status_code}"] += 1
+        as_job = {"input": body["image"]} if ok else body  # what check_answer reads of an accepted upload
+        problem = check_answer(case, 202 if ok else response.status_code, as_job)
+        if problem:
+            problems.append(f"{case.name}: {problem}")
+    print(f"\nPOST /v1/faces: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
+    assert tally["server errors"] == 0, problems
+    assert not problems, "\n".join(problems)
+
+
 def original_objects(storage) -> list[str]:
     return [o.object_name for o in storage.client.list_objects(storage.bucket, recursive=True)
             if o.object_name.endswith("/original")]

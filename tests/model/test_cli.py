@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import sys
 import types
@@ -18,7 +17,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from model import cli  # noqa: E402
-from model.espcn import ESPCN, ESPCNConfig, count_parameters  # noqa: E402
+# `weights`: a tiny net's weights and card (tests/model/conftest.py)
 from model.print_size import fit_to_print, parse_print_size  # noqa: E402
 
 
@@ -28,19 +27,6 @@ def one_torch_thread():
     torch.set_num_threads(1)  # tiny images; see test_upscaler.one_torch_thread
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def weights(tmp_path) -> Path:
-    torch.manual_seed(0)
-    net = ESPCN(ESPCNConfig(channels=1, widths=(8,), first_kernel=3, residual=True))
-    path = tmp_path / "w" / "tiny.pt"
-    path.parent.mkdir()
-    torch.save(net.state_dict(), path)
-    path.with_suffix(".json").write_text(json.dumps({
-        "name": "tiny", "version": "0.0.1", "architecture": net.config.to_dict(),
-        "parameters": count_parameters(net), "color": "y_bt601"}))
-    return path
 
 
 def png(h: int, w: int, mode: str = "RGB") -> bytes:

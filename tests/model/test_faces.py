@@ -16,50 +16,15 @@ if str(ROOT) not in sys.path:
 from model import faces  # noqa: E402
 from model.faces import PRINT_ASPECTS, Face, find_faces, portrait_crop, prepare  # noqa: E402
 from tests.conftest import require_faces  # noqa: E402
-
-FACE_BOX = (0.23, 0.22, 0.54, 0.62)  # the face in a val crop, as fractions (see bench/faces.py)
+from tests.group_photo import found, group_photo  # noqa: E402
 
 
 # ------------------------------------------------------------------------------ a composed group photo
-def group_photo(paths: list[Path], widths: list[int]) -> tuple[np.ndarray, list[tuple[float, ...]]]:
-    """Val faces of the given face widths in a row on a blurred, textured canvas; (RGB, face boxes)."""
-    rng = np.random.default_rng(7)
-    h, w = 700, 1300
-    canvas = cv2.GaussianBlur(rng.uniform(40, 200, (h // 20, w // 20, 3)).astype(np.float32), (0, 0), 1)
-    canvas = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_CUBIC) + rng.normal(0, 4, (h, w, 3))
-    boxes, x = [], 40
-    for path, face_w in zip(paths, widths):
-        crop = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB).astype(np.float32)
-        s = face_w / (FACE_BOX[2] * crop.shape[1])
-        crop = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
-        ch, cw = crop.shape[:2]
-        mask = np.zeros((ch, cw), np.float32)
-        cv2.ellipse(mask, ((cw / 2, ch * 0.52), (cw * 0.8, ch * 0.88), 0.0), 1.0, -1)
-        mask = cv2.GaussianBlur(mask, (0, 0), max(0.7, cw * 0.035))[..., None]
-        y = 350 - ch // 2
-        canvas[y:y + ch, x:x + cw] = canvas[y:y + ch, x:x + cw] * (1 - mask) + crop * mask
-        boxes.append((x + FACE_BOX[0] * cw, y + FACE_BOX[1] * ch, FACE_BOX[2] * cw, FACE_BOX[3] * ch))
-        x += cw + 30
-    return np.clip(canvas, 0, 255).astype(np.uint8), boxes
-
-
 def sepia_print(rgb: np.ndarray) -> np.ndarray:
     """Faded sepia: gray, contrast squeezed into [0.25, 0.75], brown tone, grain."""
     y = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
     y = 0.25 + 0.5 * y + np.random.default_rng(3).normal(0, 0.03, y.shape)
     return np.clip(y[..., None] * np.array([1.12, 0.94, 0.70]) * 255, 0, 255).astype(np.uint8)
-
-
-def found(box, dets: list[Face]) -> bool:
-    """The bench's rule: a detection's centre inside the face box, or IoU ≥ 0.4."""
-    x, y, w, h = box
-    for d in dets:
-        cx, cy = d.x + d.width / 2, d.y + d.height / 2
-        ix = max(0, min(x + w, d.x + d.width) - max(x, d.x))
-        iy = max(0, min(y + h, d.y + d.height) - max(y, d.y))
-        if (x <= cx <= x + w and y <= cy <= y + h) or ix * iy / (w * h + d.width * d.height - ix * iy) >= 0.4:
-            return True
-    return False
 
 
 @pytest.mark.data
