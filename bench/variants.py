@@ -27,9 +27,11 @@ KINDS = {  # row label → kind "<precision>_<how>"
     "torch fp32 torch.compile (inductor, frozen)": "fp32_compile",
     "torch bf16 torch.compile (inductor, frozen)": "bf16_compile",
     "fp32 onnxruntime": "fp32_ort",
+    "OpenVINO bf16, float path": "bf16_ovfloat",
+    "OpenVINO int8, float path (default before the 8-bit path)": "int8_ovfloat",
     "OpenVINO fp32": "fp32_ov",
     "OpenVINO bf16": "bf16_ov",
-    "OpenVINO int8 (NNCF PTQ, first conv in float)": "int8_ov",
+    "OpenVINO int8 (NNCF PTQ, first and last conv in float)": "int8_ov",
 }
 
 
@@ -46,11 +48,22 @@ def service_kind(up: Upscaler) -> str:
 
 
 def variant(base: Upscaler, kind: str) -> Upscaler:
-    """A fresh Upscaler on `base`'s net (and int8 model) that runs the net the `kind` way."""
+    """A fresh Upscaler on `base`'s net (and int8 model) that runs the net the `kind` way.
+
+    The service's own kinds (`*_torch`, `*_ov`) take the 8-bit path for 8-bit photos as the service
+    does; `*_ovfloat` is OpenVINO on the float path (the CPU default before the 8-bit path, with the
+    float graph's int8 made here by NNCF when it is installed); the other executors replace only the
+    float path's net, so they run on the float path."""
     precision, how = kind.split("_", 1)
-    backend = {"ov": "openvino"}.get(how, "torch")
+    backend = "openvino" if how in ("ov", "ovfloat") else "torch"
+    int8 = _float_int8(base) if kind == "int8_ovfloat" else base._int8_model
     up = Upscaler(_net_of(base), name=base.name, version=base.version, color=base.color, device="cpu",
-                  tile=base.tile, precision=precision, backend=backend, int8_model=base._int8_model)
+                  tile=base.tile, precision=precision if kind != "int8_ovfloat" else "bf16", backend=backend,
+                  int8_model=base._int8_model, fast_8bit=how in ("torch", "ov"))
+    if kind == "int8_ovfloat":  # the float graph in int8, as shipped before the 8-bit path
+        from model import openvino_backend as ov_backend
+
+        up._fast = ov_backend.OpenVINOBody(int8, up.float_precision, up.threads)
     dtype = torch.float32 if precision == "fp32" else torch.bfloat16
     layers = base._layers
     if how == "eager":
@@ -67,9 +80,32 @@ def variant(base: Upscaler, kind: str) -> Upscaler:
         up._fast = _Plain(module, dtype, base.scale, channels_last=True, run=torch.compile(module, dynamic=False))
     elif how == "ort":
         up._fast = _Plain(layers, torch.float32, base.scale, channels_last=False, run=_ort_runner(layers))
-    elif how not in ("torch", "ov"):
+    elif how not in ("torch", "ov", "ovfloat"):
         raise ValueError(kind)
     return up
+
+
+_FLOAT_INT8: dict[int, object] = {}
+
+
+def _float_int8(base: Upscaler):
+    """NNCF int8 of the float luma graph (every conv but the first), calibrated as model/quantize.py
+    once did: what the service ran on CPU before the 8-bit path. Needs `nncf` (else ImportError)."""
+    if id(base) not in _FLOAT_INT8:
+        import nncf
+
+        from model import openvino_backend as ov_backend
+        from model.images import RGB_TO_YCC, color_transform
+        from model.quantize import calibration_inputs
+
+        inputs = [color_transform(x.astype(np.float32) / 255, RGB_TO_YCC)[..., :1] for x in calibration_inputs()]
+        model = ov_backend.build_model(base._layers, base.config.channels, base.scale)
+        convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+        _FLOAT_INT8[id(base)] = nncf.quantize(model, nncf.Dataset([np.ascontiguousarray(x) for x in inputs]),
+                                              subset_size=len(inputs), fast_bias_correction=True,
+                                              preset=nncf.QuantizationPreset.MIXED,
+                                              ignored_scope=nncf.IgnoredScope(names=convs[:1]))
+    return _FLOAT_INT8[id(base)]
 
 
 def _net_of(up: Upscaler) -> ESPCN:

@@ -50,6 +50,7 @@ from model.devices import PRECISIONS, default_precision, openvino_unusable, reso
 from model.espcn import ESPCN, ESPCNConfig, count_parameters
 from model import rgb8
 from model.images import RGB_TO_YCC, YCC_TO_RGB, as_hwc, bicubic_upscale, color_transform, max_value, quantize
+from model.rgb8 import fold_rgb8
 from model.tiling import Tile, plan_tiles
 
 log = logging.getLogger(__name__)
@@ -68,14 +69,19 @@ class _Body:
     channels_last NCHW view, so the input needs no copy).
     """
 
-    def __init__(self, body: nn.Sequential, scale: int, device: torch.device, dtype: torch.dtype):
-        self.device, self.dtype, self.scale = device, dtype, scale
+    def __init__(self, body: nn.Sequential, scale: int, device: torch.device, dtype: torch.dtype,
+                 rgb8: bool = False):
+        self.device, self.dtype, self.scale, self.rgb8 = device, dtype, scale, rgb8
+        body = fold_rgb8(body) if rgb8 else body
         self.module = copy.deepcopy(body).eval().to(device=device, dtype=dtype, memory_format=torch.channels_last)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        """rgb8: (N, h, w, 3) uint8 → (N, h, w, s²) float32 residual in levels, as the OpenVINO graph."""
         t = torch.from_numpy(x).permute(0, 3, 1, 2)
         with torch.inference_mode():
-            t = t.to(self.device).to(self.dtype, memory_format=torch.channels_last)
+            t = t.to(self.device).to(self.dtype, memory_format=torch.channels_last)  # uint8 goes over as is
+            if self.rgb8:
+                return self.module(t).permute(0, 2, 3, 1).float().cpu().numpy()
             return shuffle_nhwc(self.module(t), self.scale).cpu().numpy()
 
 
@@ -92,11 +98,12 @@ class Upscaler:
     `backend`: "auto" (OpenVINO on CPU where installed, else torch), "openvino" or "torch".
     `int8_model`: a quantized `openvino.Model` of this net (`from_weights` passes `<name>.int8.xml`);
     with it, int8 is the default precision on the OpenVINO backend.
+    `fast_8bit=False` sends 8-bit photos through the float path too (for comparisons).
     """
 
     def __init__(self, net: ESPCN, *, name: str = "espcn", version: str = "0", color: str = "rgb",
                  device: str | torch.device = "auto", tile: int = 512, precision: str | None = None,
-                 batch_size: int | None = None, backend: str = "auto", int8_model=None):
+                 batch_size: int | None = None, backend: str = "auto", int8_model=None, fast_8bit: bool = True):
         if COLORS.get(color) != net.config.channels:
             raise ValueError(f"color {color!r} does not fit a net with {net.config.channels} channel(s)")
         if tile < 1:
@@ -124,8 +131,8 @@ class Upscaler:
         # 8-bit photos through a luma residual net on OpenVINO take model/rgb8.py's path: 8-bit RGB into
         # the graph, the residual out, the bicubic base and colour straight in 8 bits (int8 needs it:
         # the quantized model is that graph). Anything else takes the float path below.
-        self.rgb8 = (self.backend == "openvino" and color == "y_bt601" and net.config.residual)
-        if precision == "int8" and not self.rgb8:
+        self.rgb8 = fast_8bit and color == "y_bt601" and net.config.residual
+        if precision == "int8" and not (self.rgb8 and self.backend == "openvino"):
             raise ValueError("int8 is the 8-bit graph of a luma residual net on OpenVINO (model/rgb8.py)")
         # int8 exists only as that graph: 16-bit photos then run the float path in the float default.
         self.float_precision = default_precision(dev) if precision == "int8" else precision
@@ -147,7 +154,7 @@ class Upscaler:
                 model = ov_backend.build_model(self._layers, self.config.channels, self.scale, rgb8=rgb8)
                 self._bodies[key] = ov_backend.OpenVINOBody(model, precision, self.threads)
             else:
-                self._bodies[key] = _Body(self._layers, self.scale, self._device, PRECISIONS[precision])
+                self._bodies[key] = _Body(self._layers, self.scale, self._device, PRECISIONS[precision], rgb8)
         return self._bodies[key]
 
     @property
@@ -243,9 +250,15 @@ class Upscaler:
         for start in range(0, len(tiles), self.batch_size):
             batch = tiles[start:start + self.batch_size]
             crops = np.stack([src[t.cy:t.cy + crop_h, t.cx:t.cx + crop_w] for t in batch])
-            # No non-finite check here (the float path has one, for fp16 on GPUs): on CPU, bf16 has
-            # fp32's range and int8 none to leave, and the input is 8-bit; it cost 2 ms of a 512² image.
-            residual = body(rgb8.as_rgb8(crops[..., :color_ch]))  # (N, h, w, s²), 8-bit levels
+            x = rgb8.as_rgb8(crops[..., :color_ch])
+            residual = body(x)  # (N, h, w, s²), 8-bit levels
+            # fp16 on a GPU can overflow; on CPU bf16 has fp32's range and int8 none to leave, so the
+            # check (2 ms of a 512² image) is skipped there.
+            if self._device.type == "cuda" and self.precision != "fp32" and not np.isfinite(residual.sum()):
+                self.fallback_batches += 1
+                log.warning("%s output not finite on a batch of %d tile(s); redoing it in fp32",
+                            self.precision, len(batch))
+                residual = self._body("fp32", rgb8=True)(x)
             for i, t in enumerate(batch):
                 core = residual[i, t.y0 - t.cy:t.y1 - t.cy, t.x0 - t.cx:t.x1 - t.cx]
                 rgb8.finish_tile(out[t.y0 * s:t.y1 * s, t.x0 * s:t.x1 * s], crops[i],

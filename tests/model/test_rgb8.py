@@ -55,14 +55,14 @@ def test_finish_keeps_the_bicubic_overshoot_the_residual_pulls_back():
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
-@pytest.mark.parametrize("tile", [1000, 13])
-def test_8bit_path_equals_the_float_path(channels, tile):
+@pytest.mark.parametrize("tile,backend", [(1000, "openvino"), (13, "openvino"), (13, "torch")])
+def test_8bit_path_equals_the_float_path(channels, tile, backend):
     net, color = make_net("luma_blocks")
     img = image(45, 38, channels, np.uint8, seed=channels)
     img[5:15, 5:9] = 255  # saturated patches: the overshoot case
     img[20:30, 20:24] = 0
-    fast = Upscaler(net, color=color, device="cpu", tile=tile, precision="fp32", backend="openvino")
-    ref = Upscaler(net, color=color, device="cpu", tile=1000, precision="fp32", backend="torch")
+    fast = Upscaler(net, color=color, device="cpu", tile=tile, precision="fp32", backend=backend)
+    ref = Upscaler(net, color=color, device="cpu", tile=1000, precision="fp32", backend="torch", fast_8bit=False)
     assert fast.rgb8 and not ref.rgb8
     a, b = fast.upscale(img), ref.upscale(img)
     assert a.shape == b.shape == (180, 152, channels) and a.dtype == np.uint8
@@ -72,7 +72,7 @@ def test_8bit_path_equals_the_float_path(channels, tile):
 def test_buffers_are_reused_across_sizes_and_16bit_photos_take_the_float_path():
     net, color = make_net("luma_residual")
     up = Upscaler(net, color=color, device="cpu", tile=24, precision="fp32", backend="openvino")
-    ref = Upscaler(net, color=color, device="cpu", tile=1000, precision="fp32", backend="torch")
+    ref = Upscaler(net, color=color, device="cpu", tile=1000, precision="fp32", backend="torch", fast_8bit=False)
     for size in ((50, 41), (20, 17), (60, 60)):  # a smaller photo after a larger one, then a larger
         img = image(*size, 3, np.uint8, seed=size[0])
         assert np.abs(up.upscale(img).astype(int) - ref.upscale(img)).max() <= 1
