@@ -10,7 +10,17 @@ temporary one is made and removed at exit. Nothing here imports prometheus_clien
 module level (that would fix the mode before the variable is set).
 
 Logs: with LOG_FORMAT=json, gunicorn's own lines come out as JSON too (shared/logs.py).
+
+Garbage collection: each worker freezes the objects it holds once the app is loaded (`gc.freeze()`):
+they stay for the worker's life, and a full collection that walked them all (~140,000 objects, ~40 ms
+holding the GIL, ~80 ms under load) stalled every thread of the worker now and then, the largest
+part of the polls' latency tail (bench/poll_load.py: max 79 → 11-19 ms, docs/benchmarks.md).
+
+Worker model (the Procfile's `-w 2 --threads 4 -k gthread`, measured against 2x2, 3x2 and sync by
+bench/poll_load.py on 2 cores): one process per core, each with threads that overlap its waits on
+Postgres, Redis and S3 and keep answering polls while a slow client uploads.
 """
+import gc
 import glob
 import os
 import shutil
@@ -38,6 +48,11 @@ def fresh_multiproc_dir(environ=os.environ) -> str:
 fresh_multiproc_dir()
 if Settings().log_format == "json":
     logconfig_dict = logs.dict_config("json")
+
+
+def post_worker_init(worker):
+    """In each worker, once the app is loaded: what it holds so far leaves the collector's sight."""
+    gc.freeze()
 
 
 def child_exit(server, worker):

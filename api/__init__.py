@@ -14,6 +14,7 @@ from flask import Flask
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api import db
 from api.key_cache import KeyCache
 from shared import logs
 from shared.db import make_engine, make_session_factory
@@ -31,6 +32,7 @@ class Services:
     celery: Celery
     model: dict  # {"name", "version"} of the configured weights, from their model card
     keys: KeyCache  # recently verified API keys (api/key_cache.py)
+    reads: Engine  # `engine` in autocommit mode: each request's reads (api/db.py)
 
 
 def configured_model(settings: Settings) -> dict:
@@ -55,7 +57,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["portraits"] = Services(
         settings=settings, engine=engine, sessions=make_session_factory(engine),
         storage=Storage(settings), celery=make_celery(settings), model=configured_model(settings),
-        keys=KeyCache(settings.key_cache_seconds))
+        keys=KeyCache(settings.key_cache_seconds), reads=db.autocommit(engine))
+    db.install(app)
 
     from api import (admin, auth, cli, errors, faces, health, jobs, limits, listing, logcontext, metrics,
                      openapi, pages)

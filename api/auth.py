@@ -13,6 +13,7 @@ from flask import Flask, current_app, g, request
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from api import db
 from shared.accounts import ADMIN, PARTNER, ApiKey, hash_key
 from shared.errors import DependencyUnavailable, Forbidden, Unauthorized
 
@@ -47,7 +48,7 @@ def authenticate() -> None:
         else:
             me = cached.principal
             if services.keys.last_used_due(cached):
-                _touch(services.sessions, me.key_id)
+                _touch(me.key_id)
     except SQLAlchemyError as exc:
         raise DependencyUnavailable("the key database is unavailable; try again shortly") from exc
     wants_admin = request.path.startswith("/v1/admin")
@@ -59,28 +60,28 @@ def authenticate() -> None:
 
 
 def _verify(services, key_hash: str) -> Principal:
-    """The key from the database (401 if unknown or revoked), then cached; last_used_at written if stale."""
+    """The key from the database (401 if unknown or revoked), then cached; last_used_at written if stale.
+    Both statements run on the request's connection (api/db.py), which then reads the job too."""
     since_used = func.extract("epoch", func.now() - ApiKey.last_used_at)
-    with services.sessions() as session:
-        found = session.execute(select(ApiKey, since_used).where(
-            ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))).one_or_none()
+    found = db.connection().execute(
+        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.partner_id, ApiKey.callback_url, since_used)
+        .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))).one_or_none()
     if found is None:
         raise Unauthorized("the API key is not valid or has been revoked")
-    row, age = found[0], (float(found[1]) if found[1] is not None else None)
-    me = Principal(row.id, row.name, row.role, row.partner_id, row.callback_url)
+    me, age = Principal(*found[:5]), (float(found[5]) if found[5] is not None else None)
     if age is None or age >= LAST_USED_RESOLUTION.total_seconds():
-        _touch(services.sessions, row.id)
+        _touch(me.key_id)
         age = 0.0
     services.keys.put(key_hash, me, age)
     return me
 
 
-def _touch(sessions, key_id: uuid.UUID) -> None:
-    with sessions() as session, session.begin():
-        session.execute(update(ApiKey).where(
-            ApiKey.id == key_id, or_(ApiKey.last_used_at.is_(None),
-                                     ApiKey.last_used_at < func.now() - LAST_USED_RESOLUTION))
-            .values(last_used_at=func.now()))
+def _touch(key_id: uuid.UUID) -> None:
+    """One conditional UPDATE (its own transaction: the request's connection is in autocommit)."""
+    db.connection().execute(update(ApiKey).where(
+        ApiKey.id == key_id, or_(ApiKey.last_used_at.is_(None),
+                                 ApiKey.last_used_at < func.now() - LAST_USED_RESOLUTION))
+        .values(last_used_at=func.now()))
 
 
 def principal() -> Principal:

@@ -1,4 +1,4 @@
-"""`python -m bench speed|gpu|faces|faces_api|chaos|train_step|poll_cpu [args]`
+"""`python -m bench speed|gpu|faces|faces_api|chaos|train_step|poll_cpu|poll_load [args]`
 (what `make bench BENCH_ARGS="..."` runs).
 
 - speed: CPU output megapixels/s of the shipped model's inference paths vs the OpenCV ESPCN peer.
@@ -8,6 +8,7 @@
 - chaos: N jobs, K kill -9s and a Redis restart; lost / finished twice / recovery time.
 - train_step: training step time, fp32 vs the bf16 forward.
 - poll_cpu: CPU ms of one job poll in the API process, key cache off vs on.
+- poll_load: GET /v1/jobs/<id> latency at fixed request rates against gunicorn (and POST /v1/jobs).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import sys
 from pathlib import Path
 
 BENCHES = {"speed": "speed.py", "gpu": "gpu.py", "faces": "faces.py", "faces_api": "faces_api.py",
-           "chaos": "chaos.py", "train_step": "train_step.py", "poll_cpu": "poll_cpu.py"}
+           "chaos": "chaos.py", "train_step": "train_step.py", "poll_cpu": "poll_cpu.py",
+           "poll_load": "poll_load.py"}
 
 
 def main() -> int:
