@@ -43,6 +43,7 @@ class LoadedJob(SimpleNamespace):
     change and save a job, which these callers do through `shared.lifecycle` instead."""
 
     to_dict = Job.to_dict
+    crop_box = Job.crop_box  # a property over columns, like everything to_dict reads
 
 
 def _load(job_id: str | uuid.UUID) -> LoadedJob:

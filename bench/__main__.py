@@ -1,4 +1,4 @@
-"""`python -m bench speed|gpu|faces|faces_api|chaos|train_step|poll_cpu|poll_load [args]`
+"""`python -m bench speed|gpu|faces|faces_api|ensemble|chaos|train_step|poll_cpu|poll_load [args]`
 (what `make bench BENCH_ARGS="..."` runs).
 
 - speed: CPU output megapixels/s of the shipped model's inference paths vs the OpenCV ESPCN peer.
@@ -16,7 +16,7 @@ import runpy
 import sys
 from pathlib import Path
 
-BENCHES = {"speed": "speed.py", "gpu": "gpu.py", "faces": "faces.py", "faces_api": "faces_api.py",
+BENCHES = {"speed": "speed.py", "gpu": "gpu.py", "faces": "faces.py", "faces_api": "faces_api.py", "ensemble": "ensemble.py",
            "chaos": "chaos.py", "train_step": "train_step.py", "poll_cpu": "poll_cpu.py",
            "poll_load": "poll_load.py"}
 

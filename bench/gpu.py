@@ -11,8 +11,10 @@ exits with status 2. Two tables:
   shuffle on the GPU, inputs already there, output left there; MP/s = B·(4S)² / median time (CUDA
   synchronized). Executors: eager channels_last, `torch.compile` (static shapes), and TensorRT via
   `torch_tensorrt` when it is installed. Out-of-memory cells say OOM.
-- end to end: `Upscaler.upscale(rgb uint8 S²)` on device="cuda" with tile 256 and `batch_size` B,
-  which adds the host side (tiling, transfers, bicubic chroma, quantization in OpenCV).
+- end to end: `Upscaler.upscale(rgb uint8 S²)` on device="cuda" with tile 512 and `batch_size` B,
+  which adds the host side (tiling, transfers, the 8-bit path's bicubic base and rounding in OpenCV).
+- `--check DIR`: the CUDA path's output against the CPU's on face photos, and a 512² job's model and
+  PNG time on the worker's default (`Upscaler.from_weights(device="auto")`, as worker/runtime.py).
 """
 from __future__ import annotations
 
@@ -122,6 +124,51 @@ def end_to_end_table(device: torch.device, args) -> str:
     return "\n".join(lines)
 
 
+def check_table(device: torch.device, args) -> str:
+    """The CUDA path against the CPU's fp32 float path on real faces: what a GPU worker's job computes.
+
+    Each face in --check (HR) is reduced 4x (area, 8-bit) and upscaled by `Upscaler.from_weights(device=
+    "auto")` exactly as worker/runtime.py loads it (so also the default precision and tile), by the same
+    on the float path, and on the CPU in fp32 on the float path (the reference). Reports the val Y-PSNR
+    of each and the largest difference from the reference in 8-bit levels, plus the time of a job's
+    model step and PNG encode at 512²."""
+    import cv2
+
+    from model import metrics as M
+    from model.images import encode_png
+
+    files = sorted(p for p in Path(args.check).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    hrs = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in files]
+    hrs = [hr[: hr.shape[0] // 4 * 4, : hr.shape[1] // 4 * 4] for hr in hrs]
+    lrs = [cv2.resize(hr, (hr.shape[1] // 4, hr.shape[0] // 4), interpolation=cv2.INTER_AREA) for hr in hrs]
+    worker = Upscaler.from_weights(args.weights, device="auto")  # as worker/runtime.py
+    rows = {
+        f"worker default: {worker.device}, {worker.backend} {worker.precision}, 8-bit path": worker,
+        f"{device}, {worker.float_precision}, float path": Upscaler.from_weights(
+            args.weights, device=str(device), precision=worker.float_precision, backend="torch", fast_8bit=False),
+        f"{device}, fp32, 8-bit path": Upscaler.from_weights(args.weights, device=str(device), precision="fp32",
+                                                             backend="torch"),
+    }
+    ref_up = Upscaler.from_weights(args.weights, device="cpu", precision="fp32", backend="torch", fast_8bit=False)
+    ref = [ref_up.upscale(lr) for lr in lrs]
+    ref_psnr = float(np.mean([M.y_psnr(o, h) for o, h in zip(ref, hrs)]))
+    lines = [f"| path ({len(hrs)} faces, area 4x down) | Y-PSNR dB | Δ vs CPU fp32 | max \\|Δ\\| levels |",
+             "|---|---:|---:|---:|", f"| CPU fp32, float path (reference) | {ref_psnr:.4f} | – | – |"]
+    for label, up in rows.items():
+        outs = [up.upscale(lr) for lr in lrs]
+        psnr = float(np.mean([M.y_psnr(o, h) for o, h in zip(outs, hrs)]))
+        diff = max(int(np.abs(o.astype(int) - r).max()) for o, r in zip(outs, ref))
+        lines.append(f"| {label} | {psnr:.4f} | {psnr - ref_psnr:+.4f} | {diff} |")
+    img = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    model_s = median_seconds(lambda: worker.upscale(img), device, args.runs)
+    out = worker.upscale(img)
+    png_s = median_seconds(lambda: encode_png(out), torch.device("cpu"), args.runs)
+    lines.append(f"\nA 512² job's model step on the worker default: {1e3 * model_s:.1f} ms "
+                 f"({(2048 ** 2) / 1e6 / model_s:.0f} output MP/s); its PNG encode: {1e3 * png_s:.1f} ms; "
+                 f"fp32 fallbacks: {worker.fallback_batches}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=10, help="timed runs per cell after one warm-up")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile rows")
     p.add_argument("--no-trt", action="store_true", help="skip TensorRT rows")
+    p.add_argument("--check", type=Path, default=None, metavar="DIR",
+                   help="first compare the CUDA path with the CPU on the face photos in DIR (e.g. faces/val)")
+    p.add_argument("--no-tables", action="store_true", help="only --check")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -154,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     up = Upscaler.from_weights(args.weights, device="cpu", precision="fp32", backend="torch")
     print(f"{name}; torch {torch.__version__}, {cuda}, {trt}\nnet: {up.name} {up.version}, "
           f"{up.config.channels} channel(s) in; MP/s of output pixels, median of {args.runs} runs\n")
+    if args.check:
+        print("The CUDA path against the CPU (bench/gpu.py --check):\n")
+        print(check_table(device, args) + "\n", flush=True)
+    if args.no_tables:
+        return 0
     print("Net only (conv stack + pixel shuffle, data on the device):\n")
     print(net_table(up, device, args))
     print(f"\nEnd to end (Upscaler.upscale, RGB uint8 in and out, tile {args.tile}, b = batch_size):\n")

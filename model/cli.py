@@ -2,7 +2,7 @@
 
     python -m model upscale IN [IN ...] --out DIR [--device auto|cpu|cuda] [--tile N] [--weights P]
                                         [--precision fp32|bf16|fp16|int8] [--print-size 11x14in] [--dpi 300]
-                                        [--crop x,y,w,h | --face N [--aspect 11x14|8x10|3:4]]
+                                        [--crop x,y,w,h | --face N [--aspect 11x14|8x10|3:4]] [--quality]
 
 IN are image files or folders (their images, not recursive); each result is `DIR/<stem>.png`. A file
 that fails prints one `error:` line and the others go on; the exit code is 1 if any failed. `train`
@@ -12,6 +12,7 @@ and `evaluate` hand their arguments to `model.train.main` / `model.evaluate.main
 result is exactly 4x the crop). `--face N` finds the faces (model/faces.py), numbers them left to right
 from 1, prints them, and upscales the N-th with its head-and-shoulders crop at `--aspect`; a photo with
 fewer than N faces is an error for that file. These are the crops POST /v1/faces suggests.
+`--quality` averages the net over the photo's 8 orientations (model/ensemble.py): ~8x the time.
 """
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"), default=None,
                     help="network precision (default: int8 on CPU when the weights' quantized model is there "
                          "and OpenVINO is installed; else bf16 on GPUs and bf16-capable CPUs, else fp32)")
+    up.add_argument("--quality", action="store_true",
+                    help="average the net over the photo's 8 orientations (model/ensemble.py): ~8x slower, "
+                         "a little sharper, nothing invented")
     up.add_argument("--print-size", default=None, metavar="WxH(in|cm)",
                     help="fit the 4x result to this print (e.g. 11x14in), turned to the photo's orientation")
     up.add_argument("--dpi", type=int, default=None, help=f"print resolution (default {DEFAULT_DPI}), "
@@ -107,6 +111,7 @@ def upscale_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     from tqdm import tqdm
 
     from model.crop import CropError, apply_crop
+    from model.ensemble import upscale_ensemble
     from model.images import ImageDecodeError, decode_image, encode_png, resize_lanczos
 
     written: dict[str, Path] = {}
@@ -122,7 +127,7 @@ def upscale_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
                 pixels = apply_crop(pixels, face_crop(pixels, args.face, args.aspect or DEFAULT_ASPECT, path))
             else:
                 pixels = apply_crop(pixels, crop)
-            out = upscaler.upscale(pixels)
+            out = upscale_ensemble(upscaler, pixels) if args.quality else upscaler.upscale(pixels)
             if print_in:
                 size = fit_to_print(out.shape[1], out.shape[0], print_in, dpi)
                 out = resize_lanczos(out, size)

@@ -164,7 +164,7 @@ class Upscaler:
     @classmethod
     def from_weights(cls, path: str | Path | None = None, device: str = "auto", tile: int = 512,
                      *, precision: str | None = None, batch_size: int | None = None,
-                     backend: str = "auto") -> Upscaler:
+                     backend: str = "auto", fast_8bit: bool = True) -> Upscaler:
         """Load `<name>.pt` (a state_dict), its model card `<name>.json` (default: espcn_x4), and the
         int8 model `<name>.int8.xml` when it exists and was made from these weights (model/quantize.py)."""
         path = Path(path) if path is not None else DEFAULT_WEIGHTS
@@ -189,7 +189,7 @@ class Upscaler:
             int8 = load_int8(path)
         return cls(net, name=card["name"], version=card["version"], color=card.get("color", "rgb"),
                    device=device, tile=tile, precision=precision, batch_size=batch_size, backend=backend,
-                   int8_model=int8)
+                   int8_model=int8, fast_8bit=fast_8bit)
 
     # ---------------------------------------------------------------------------------------- upscale
     def upscale(self, img: np.ndarray, progress: Progress | None = None) -> np.ndarray:
