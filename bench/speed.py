@@ -190,9 +190,9 @@ def psnr_table(base: Upscaler, limit: int, args) -> str:
     lines = [f"| path ({len(hrs)} val faces) | {cols} | max \\|Δ\\| 8-bit levels |",
              "|---|" + "---:|" * (len(args.protocols) + 1)]
     ref_out = ref_psnr = None
-    for label, kind in {"torch fp32 channels_last (reference)": "fp32_torch", **selected_kinds(args)}.items():
+    for label, kind in {"torch fp32, float path (reference)": "fp32_float", **selected_kinds(args)}.items():
         label += " (default)" if kind == service_kind(base) else ""
-        if kind in ("fp32_torch", "fp32_compile", "bf16_compile") and ref_out is not None:
+        if kind in ("fp32_compile", "bf16_compile") and ref_out is not None:
             continue  # the reference row once; compile equals its eager twin (bench/README.md)
         try:
             up = variant(base, kind)

@@ -55,7 +55,7 @@ def variant(base: Upscaler, kind: str) -> Upscaler:
     float graph's int8 made here by NNCF when it is installed); the other executors replace only the
     float path's net, so they run on the float path."""
     precision, how = kind.split("_", 1)
-    backend = "openvino" if how in ("ov", "ovfloat") else "torch"
+    backend = "openvino" if how in ("ov", "ovfloat") else "torch"  # "float": torch on the float path
     int8 = _float_int8(base) if kind == "int8_ovfloat" else base._int8_model
     up = Upscaler(_net_of(base), name=base.name, version=base.version, color=base.color, device="cpu",
                   tile=base.tile, precision=precision if kind != "int8_ovfloat" else "bf16", backend=backend,
@@ -80,7 +80,7 @@ def variant(base: Upscaler, kind: str) -> Upscaler:
         up._fast = _Plain(module, dtype, base.scale, channels_last=True, run=torch.compile(module, dynamic=False))
     elif how == "ort":
         up._fast = _Plain(layers, torch.float32, base.scale, channels_last=False, run=_ort_runner(layers))
-    elif how not in ("torch", "ov", "ovfloat"):
+    elif how not in ("torch", "ov", "ovfloat", "float"):
         raise ValueError(kind)
     return up
 

@@ -10,9 +10,8 @@ with no colour conversion on the 16x larger output at all. Here that becomes:
 
 * the base: one `cv2.resize(INTER_CUBIC)` of the whole 8-bit photo (all channels, alpha too) straight
   into the output array (OpenCV's 8-bit fixed-point bicubic, ~2 ms for 512² → 2048² RGB);
-* the residual r: the net in OpenVINO on 8-bit RGB crops, Y = 0.299 R + 0.587 G + 0.114 B folded into
-  the first conv's weights (with the 1/255, and ×255 into the last conv, so r comes out in 8-bit levels);
-  8-bit pixel values are exact in bf16, where Y in [0, 1] was not, so the bf16 and int8 paths lose less;
+* the residual r: the net in OpenVINO on 8-bit RGB crops, Y = (0.299 R + 0.587 G + 0.114 B) / 255 as a
+  1x1 conv in the graph, and ×255 folded into the last conv, so r comes out in 8-bit levels;
 * per tile, r rounded, pixel-shuffled and added to the colour channels with saturation, in place
   (`residual_parts`, `add_residual`: OpenCV's 8-bit saturating arithmetic).
 
@@ -32,25 +31,24 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601 full range, as RGB_TO_YCC's first
 
 
 def fold_rgb8(body: nn.Sequential) -> nn.Sequential:
-    """A copy of a luma net's layers that reads 8-bit RGB (0–255) and emits r in 8-bit levels.
+    """A copy of a luma net's layers that reads 8-bit RGB (0–255) and emits r in 8-bit levels: a 1x1
+    conv computes Y (BT.601, /255) first, and the last conv's weights take the ×255.
 
-    Folding Y into the first conv triples its multiply-adds (6 of a 512² crop's 25 ms in int8), but
-    computing Y first in the graph was hardly faster (5.5 ms) and cost int8 0.02 dB more: the first
-    conv then reads Y, which bf16 cannot hold exactly, where 8-bit RGB is exact."""
+    Y could fold into the first conv's weights instead (3 input channels), but that triples the first
+    conv's work: no faster with AMX (6.2 vs 5.5 ms of a 512² crop's 25 ms) and 1.8x slower in fp32
+    without it (31 ms), where bf16 and int8 convolutions are not much faster than fp32."""
     import torch
 
     folded = copy.deepcopy(body).float().cpu()
     convs = [m for m in folded.modules() if isinstance(m, nn.Conv2d)]
-    first, last = convs[0], convs[-1]
-    if first.in_channels != 1:
-        raise ValueError(f"the 8-bit path is for luma nets (1 input channel), not {first.in_channels}")
+    if convs[0].in_channels != 1:
+        raise ValueError(f"the 8-bit path is for luma nets (1 input channel), not {convs[0].in_channels}")
+    luma = nn.Conv2d(3, 1, 1, bias=False)
     with torch.no_grad():
-        luma = torch.tensor(LUMA_WEIGHTS, dtype=torch.float32).reshape(1, 3, 1, 1) / 255.0
-        first.weight = nn.Parameter(first.weight * luma)
-        first.in_channels = 3
-        last.weight.mul_(255.0)
-        last.bias.mul_(255.0)
-    return folded
+        luma.weight.copy_(torch.tensor(LUMA_WEIGHTS, dtype=torch.float32).reshape(1, 3, 1, 1) / 255.0)
+        convs[-1].weight.mul_(255.0)
+        convs[-1].bias.mul_(255.0)
+    return nn.Sequential(luma, *folded)
 
 
 SUBLEVELS = 4  # the base and r are added in quarter levels (int16), so each rounds by ≤ 1/8 level
