@@ -3,6 +3,7 @@
     python bench/speed.py                 # MP/s at 128², 512², 1024² RGB in (4x out), 2 threads
     python bench/speed.py --psnr 100      # + val Y-PSNR of every path vs torch fp32 on 100 val faces
     python bench/speed.py --rss           # + peak RSS of a 3000x4000 RGB photo (in a subprocess)
+    python bench/speed.py --vs model/weights/espcn_x4.pt   # + another model's default, same run
 
 Every row is end to end, like the peer: uint8 RGB in → uint8 RGB 4x out, through `Upscaler.upscale`
 (tiling, colour conversion, quantization) with only the network's execution swapped. MP/s counts
@@ -84,13 +85,21 @@ def peer_and_bicubic() -> dict:
     return rows
 
 
-def build_rows(base: Upscaler, kinds: dict[str, str]) -> dict:
+def build_rows(base: Upscaler, kinds: dict[str, str], others: list[Path] = ()) -> dict:
     rows = {}
     for label, kind in kinds.items():
         try:
             rows[label + (" (default)" if kind == service_kind(base) else "")] = variant(base, kind).upscale
         except Exception as exc:  # an optional backend missing is a row we say we skipped, not a crash
             print(f"skipped {label}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    for path in others:  # --vs: another model's service default, and its int8 float path (as shipped before)
+        other, _ = load_shipped(path, base.tile, precision=None)
+        rows[f"{other.name} {other.version}: its default ({service_kind(other)})"] = other.upscale
+        try:
+            rows[f"{other.name} {other.version}: int8, float path (as shipped before)"] = variant(
+                other, "int8_ovfloat").upscale
+        except Exception as exc:
+            print(f"skipped {other.name} int8 float path: {type(exc).__name__}: {exc}", file=sys.stderr)
     return rows | peer_and_bicubic()
 
 
@@ -114,7 +123,7 @@ def time_rows(rows: dict, sizes: list[int], runs: int) -> dict:
 
 
 def speed_table(base: Upscaler, args) -> str:
-    rows = build_rows(base, selected_kinds(args))
+    rows = build_rows(base, selected_kinds(args), args.vs)
     mps = time_rows(rows, args.sizes, args.runs)
     peer = next((k for k in rows if "peer" in k), None)
     ours = next((k for k in rows if "(default)" in k), None)
@@ -278,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
                         "bicubic_blur_noise)")
     p.add_argument("--net", action="store_true", help="also time the net alone per crop (2x --runs rounds)")
     p.add_argument("--rss", action="store_true", help="also measure peak RSS on a 3000x4000 photo")
+    p.add_argument("--vs", type=Path, action="append", default=[], metavar="WEIGHTS",
+                   help="also time another model's default path in the same run (e.g. model/weights/espcn_x4.pt)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)

@@ -84,6 +84,7 @@ def make_card(cfg, net, ds, history, train_time, load_s, scores, command, train_
             "final_train_loss": history[-1]["train_loss"] if history else None,
         },
         "validation": scores,
+        **({"notes": list(cfg["notes"])} if cfg.get("notes") else {}),  # intended use and limits, from the config
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
