@@ -35,11 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     up = Upscaler.from_weights(args.weights, device="cpu")
-    print(f"{cpu_header()}\nnet: {up.name} {up.version}, {up.backend} {up.precision}, {args.threads} threads\n")
+    print(f"{cpu_header()}\nnet: {up.name} {up.version}, {up.backend} {up.precision}, "
+          f"{args.threads} threads\n")
     hrs = E.val_hrs(args.faces)
     sets = {p: [E.to_uint8(lr) for lr in lrs] for p, lrs in E.make_eval_set(hrs).items()}
     lines = [f"| {len(hrs)} val faces | " + " | ".join(sets) + " |", "|---|" + "---:|" * len(sets)]
-    single = {p: float(np.mean([M.y_psnr(up.upscale(lr), h) for lr, h in zip(lrs, hrs)])) for p, lrs in sets.items()}
+    single = {p: float(np.mean([M.y_psnr(up.upscale(lr), h) for lr, h in zip(lrs, hrs)]))
+              for p, lrs in sets.items()}
     quality = {p: float(np.mean([M.y_psnr(upscale_ensemble(up, lr), h) for lr, h in zip(lrs, hrs)]))
                for p, lrs in sets.items()}
     lines.append("| default | " + " | ".join(f"{v:.3f}" for v in single.values()) + " |")

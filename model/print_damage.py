@@ -72,7 +72,8 @@ def motion_blur(img: np.ndarray, length: float, angle_deg: float) -> np.ndarray:
     a = math.radians(angle_deg)
     dx, dy = math.cos(a) * length / 2, math.sin(a) * length / 2
     fixed = lambda v: int(round(v * 16))  # noqa: E731  (cv2.line's shift=4: 1/16-pixel coordinates)
-    cv2.line(kernel, (fixed(r - dx), fixed(r - dy)), (fixed(r + dx), fixed(r + dy)), 1.0, 1, cv2.LINE_AA, shift=4)
+    cv2.line(kernel, (fixed(r - dx), fixed(r - dy)), (fixed(r + dx), fixed(r + dy)), 1.0, 1, cv2.LINE_AA,
+             shift=4)
     if kernel.sum() <= 0:
         return x
     return cv2.filter2D(x, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT)

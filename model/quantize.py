@@ -84,7 +84,8 @@ def quantize(layers, scale: int, inputs: list[np.ndarray]):
     model = build_model(layers, 1, scale, rgb8=True)
     convs = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
     return nncf.quantize(model, nncf.Dataset(inputs), subset_size=len(inputs), fast_bias_correction=True,
-                         preset=nncf.QuantizationPreset.MIXED, ignored_scope=nncf.IgnoredScope(names=[*convs[:2], convs[-1]]))
+                         preset=nncf.QuantizationPreset.MIXED,
+                         ignored_scope=nncf.IgnoredScope(names=[*convs[:2], convs[-1]]))
 
 
 def export(weights: Path, limit: int = CALIBRATION_FACES) -> Path:

@@ -73,7 +73,8 @@ class _Body:
                  rgb8: bool = False):
         self.device, self.dtype, self.scale, self.rgb8 = device, dtype, scale, rgb8
         body = fold_rgb8(body) if rgb8 else body
-        self.module = copy.deepcopy(body).eval().to(device=device, dtype=dtype, memory_format=torch.channels_last)
+        self.module = copy.deepcopy(body).eval().to(device=device, dtype=dtype,
+                                                    memory_format=torch.channels_last)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """rgb8: (N, h, w, 3) uint8 → (N, h, w, s²) float32 residual in levels, as the OpenVINO graph."""

@@ -10,6 +10,17 @@ import torch
 from model.espcn import ESPCN, ESPCNConfig, count_parameters
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Images here are tiny: one thread is fastest, and OpenMP barriers crawl when a busy neighbour
+    holds the other core (10x slower measured), which would make the suite's time a lottery. OpenVINO
+    takes torch's thread count when an Upscaler is built, so it runs on one thread too."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def weights(tmp_path) -> Path:
     """A tiny ESPCN's weights and model card (for the CLI: fast on any image)."""

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,13 +19,6 @@ from model import cli  # noqa: E402
 # `weights`: a tiny net's weights and card (tests/model/conftest.py)
 from model.print_size import fit_to_print, parse_print_size  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny images; see test_upscaler.one_torch_thread
-    yield
-    torch.set_num_threads(threads)
 
 
 def png(h: int, w: int, mode: str = "RGB") -> bytes:

@@ -23,15 +23,6 @@ from tests.conftest import require_faces  # noqa: E402
 from tests.group_photo import group_photo  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny images (see test_cli.py); `weights` is in tests/model/conftest.py
-    yield
-    torch.set_num_threads(threads)
-
 
 def rotated_png(upright: np.ndarray) -> bytes:
     """`upright` stored turned a quarter, with EXIF orientation 6 to show it upright."""

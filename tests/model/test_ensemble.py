@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +31,6 @@ def test_the_eight_orientations_are_distinct_and_undone():
 
 
 def test_ensemble_averages_the_orientations_of_a_real_net():
-    torch.set_num_threads(1)
     net, color = make_net("luma_residual")
     up = Upscaler(net, color=color, device="cpu", tile=16, precision="fp32", backend="torch")
     img = image(21, 17, 3, np.uint8)

@@ -32,13 +32,6 @@ needs_faces = pytest.mark.skipif(not (VAL.is_dir() and DEFAULT_WEIGHTS.is_file()
                                  reason=f"val faces ({VAL}) or shipped weights ({DEFAULT_WEIGHTS}) absent")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # OpenVINO takes torch's thread count at construction
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_auto_is_openvino_on_cpu_and_torch_on_request():
     net, color = make_net("luma_small")

@@ -75,7 +75,8 @@ def test_double_jpeg_differs_from_either_single_generation():
         assert np.abs(twice - once).mean() > 1e-3
 
 
-PRINTS = {"fade": {"p": 1, "amount": [0.3, 0.3]}, "halftone": {"p": 1, "period": [4, 4], "strength": [0.2, 0.2]},
+PRINTS = {"fade": {"p": 1, "amount": [0.3, 0.3]},
+          "halftone": {"p": 1, "period": [4, 4], "strength": [0.2, 0.2]},
           "defocus": {"p": 1, "radius": [1, 1]}, "grain": {"p": 1, "sigma": [5, 5], "clump": [0.5, 0.5]},
           "double_jpeg": {"p": 1, "quality": [60, 60]}}
 

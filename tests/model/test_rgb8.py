@@ -62,7 +62,8 @@ def test_8bit_path_equals_the_float_path(channels, tile, backend):
     img[5:15, 5:9] = 255  # saturated patches: the overshoot case
     img[20:30, 20:24] = 0
     fast = Upscaler(net, color=color, device="cpu", tile=tile, precision="fp32", backend=backend)
-    ref = Upscaler(net, color=color, device="cpu", tile=1000, precision="fp32", backend="torch", fast_8bit=False)
+    ref = Upscaler(net, color=color, device="cpu", tile=1000, precision="fp32", backend="torch",
+                   fast_8bit=False)
     assert fast.rgb8 and not ref.rgb8
     a, b = fast.upscale(img), ref.upscale(img)
     assert a.shape == b.shape == (180, 152, channels) and a.dtype == np.uint8
@@ -72,7 +73,8 @@ def test_8bit_path_equals_the_float_path(channels, tile, backend):
 def test_buffers_are_reused_across_sizes_and_16bit_photos_take_the_float_path():
     net, color = make_net("luma_residual")
     up = Upscaler(net, color=color, device="cpu", tile=24, precision="fp32", backend="openvino")
-    ref = Upscaler(net, color=color, device="cpu", tile=1000, precision="fp32", backend="torch", fast_8bit=False)
+    ref = Upscaler(net, color=color, device="cpu", tile=1000, precision="fp32", backend="torch",
+                   fast_8bit=False)
     for size in ((50, 41), (20, 17), (60, 60)):  # a smaller photo after a larger one, then a larger
         img = image(*size, 3, np.uint8, seed=size[0])
         assert np.abs(up.upscale(img).astype(int) - ref.upscale(img)).max() <= 1

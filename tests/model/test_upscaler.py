@@ -26,15 +26,6 @@ from model.images import RGB_TO_YCC, YCC_TO_RGB  # noqa: E402
 from model.tiling import plan_tiles  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiles here are tiny: one thread is fastest, and OpenMP barriers crawl when a busy neighbour
-    holds the other core (10x slower measured), which would make the suite's time a lottery."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 CONFIGS = {  # name → (config, colour convention)
     "seed_rgb": (ESPCNConfig(), "rgb"),
@@ -43,7 +34,8 @@ CONFIGS = {  # name → (config, colour convention)
     "luma_small": (ESPCNConfig(channels=1, widths=(8, 8), first_kernel=3), "y_bt601"),
     "luma_deep_9x9": (ESPCNConfig(channels=1, widths=(64, 64, 64, 32, 32), first_kernel=9, residual=True),
                       "y_bt601"),
-    "luma_blocks": (ESPCNConfig(channels=1, widths=(8, 8), first_kernel=5, residual=True, blocks=2), "y_bt601"),
+    "luma_blocks": (ESPCNConfig(channels=1, widths=(8, 8), first_kernel=5, residual=True, blocks=2),
+                    "y_bt601"),
 }
 
 
