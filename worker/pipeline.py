@@ -66,7 +66,7 @@ def _attempt(job_id: str, rt) -> str:
             beat.check()
             key = result_key(job.partner_id, job.id)
             # Written before the success transition, under a key fixed by the job id: a retry overwrites.
-            rt.storage.put(key, encode_png(out), RESULT_CONTENT_TYPE)
+            rt.storage.put(key, encode_png(out, threads=_encode_threads(settings)), RESULT_CONTENT_TYPE)
     except JobAborted as exc:
         if exc.reason == "cancelled":
             with rt.sessions() as session, session.begin():
@@ -94,6 +94,11 @@ def _attempt(job_id: str, rt) -> str:
         log.warning("job %s attempt %s finished but no longer owned it; nothing recorded", job.id, job.attempts)
         _delete_result_if_erased(rt, job, key)
     return "succeeded" if ok else "lost"
+
+
+def _encode_threads(settings) -> int:
+    """As many as the model uses: the encode runs once the model is done with them."""
+    return settings.torch_threads or os.cpu_count() or 1
 
 
 def _delete_result_if_erased(rt, job, key: str) -> None:
