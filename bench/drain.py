@@ -7,7 +7,8 @@ Starts the real processes (bench/service.py). Each round: the worker stops consu
 `cancel_consumer`, a remote-control command it answers between tasks), `--jobs` faces resized to size²
 (JPEG q92, 16 distinct) are submitted over HTTP, then the worker consumes again and drains them. Its
 time is the database's: from the first job's claim (started_at) to the last one's success
-(finished_at). Then the model alone, in this process, upscales the same images one after the other
+(finished_at); the machine's CPU time meanwhile (every process) is shown per job, with the share of
+the cores it kept busy. Then the model alone, in this process, upscales the same images one after the other
 (`Upscaler.upscale` as the worker builds it: same weights, tile and threads; decoding not counted).
 
 ratio = model time / drain time (1.0 = the service drains as fast as its model computes).
@@ -15,6 +16,7 @@ ratio = model time / drain time (1.0 = the service drains as fast as its model c
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,11 +29,11 @@ QUEUE = "celery"
 
 
 def consuming(app, on: bool) -> None:
-    """Tell the worker(s) to stop or resume consuming; waits for the answer."""
+    """Tell the worker to stop or resume consuming; waits for its answer (one worker in the stack)."""
     if on:
-        replies = app.control.add_consumer(QUEUE, reply=True, timeout=10)
+        replies = app.control.add_consumer(QUEUE, reply=True, timeout=10, limit=1)
     else:
-        replies = app.control.cancel_consumer(QUEUE, reply=True, timeout=10)
+        replies = app.control.cancel_consumer(QUEUE, reply=True, timeout=10, limit=1)
     if not replies:
         raise RuntimeError(f"no worker answered {'add' if on else 'cancel'}_consumer")
 
@@ -48,6 +50,7 @@ def drain(service, app, images: list[bytes], jobs: int) -> dict:
         if response.status_code != 202:
             raise RuntimeError(f"submit answered {response.status_code}: {response.text[:300]}")
         ids.append(response.json()["id"])
+    cpu_before, started = machine_cpu_seconds(), time.monotonic()
     consuming(app, True)
     deadline = time.monotonic() + 60 + jobs * 2
     while time.monotonic() < deadline:
@@ -56,7 +59,7 @@ def drain(service, app, images: list[bytes], jobs: int) -> dict:
                 Job.id.in_(ids), Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])))
         if not open_jobs:
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     else:
         raise RuntimeError(f"{open_jobs} of {jobs} jobs still open after the deadline")
     with service.sessions() as s:
@@ -65,7 +68,15 @@ def drain(service, app, images: list[bytes], jobs: int) -> dict:
                                     .where(Job.id.in_(ids))).one()
     if ok != jobs:
         raise RuntimeError(f"only {ok} of {jobs} jobs succeeded")
-    return {"drain": (last - first).total_seconds()}
+    cpu = machine_cpu_seconds() - cpu_before
+    return {"drain": (last - first).total_seconds(), "cpu_ms": cpu / jobs * 1000,
+            "busy": cpu / (time.monotonic() - started) / os.cpu_count()}
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time the whole machine spent busy (all processes: the stack, its servers, this bench)."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv=None) -> int:
@@ -88,15 +99,17 @@ def main(argv=None) -> int:
         drain(service, app, images, 4)  # warm-up: the worker loads the model
         for data in images:
             time_model(upscaler, data)
-        print("| round | drain s | ms per job | model alone s | model ms per job | **ratio** |")
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| round | drain s | ms per job | model alone s | model ms per job | **ratio** | machine CPU ms per job "
+              "| CPUs busy |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         ratios = []
         for r in range(args.rounds):
             got = drain(service, app, images, args.jobs)
             model = sum(time_model(upscaler, images[i % len(images)]) for i in range(args.jobs))
             ratios.append(model / got["drain"])
             print(f"| {r + 1} | {got['drain']:.2f} | {got['drain'] / args.jobs * 1000:.1f} | {model:.2f} | "
-                  f"{model / args.jobs * 1000:.1f} | **{ratios[-1]:.2f}** |", flush=True)
+                  f"{model / args.jobs * 1000:.1f} | **{ratios[-1]:.2f}** | {got['cpu_ms']:.1f} | {got['busy']:.0%} |",
+                  flush=True)
         print(f"\nmedian ratio over {args.rounds} rounds: **{median(ratios):.2f}** of model speed")
         app.close()
     return 0

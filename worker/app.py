@@ -18,6 +18,8 @@ app = make_celery(get_settings(), main="worker")
 # requeued (the task handled it): misleading. The job's transition line (shared/lifecycle.py) says
 # what happened; Celery's warnings and errors still come through.
 logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+# Likewise its "Task … received" line before every task: the claim's transition line says it, once.
+logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
 
 
 @signals.celeryd_init.connect
@@ -49,6 +51,16 @@ def _start_decoder(**_) -> None:
     from worker.decode_guard import start_decoder
 
     start_decoder()
+
+
+@signals.worker_shutdown.connect
+def _finish_held_jobs(**_) -> None:
+    """A warm shutdown: the jobs already acknowledged and in the model or being stored are finished
+    (their leases would bring them back after LEASE_SECONDS anyway, but later, and redone)."""
+    from worker.runtime import drain
+
+    if not drain(timeout=get_settings().task_time_limit):
+        logging.getLogger(__name__).warning("shutting down with jobs unfinished; their leases will expire")
 
 
 import worker.tasks  # noqa: E402,F401  (registers the tasks on `app`)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from shared.queue import UPSCALE_TASK
 from worker.app import app
-from worker.pipeline import process_job
 from worker.runtime import runtime
 
 
 @app.task(name=UPSCALE_TASK)
 def upscale_portrait(job_id: str) -> None:
-    process_job(job_id, runtime())
+    # Claims and prepares the job, then returns while the model and the store run it (worker/overlap.py).
+    runtime().overlap.submit(job_id)
