@@ -1,4 +1,5 @@
-"""`python -m bench speed|gpu|faces|chaos|train_step|poll_cpu [args]` (what `make bench BENCH_ARGS="..."` runs).
+"""`python -m bench speed|gpu|faces|chaos|train_step|poll_cpu|job_overhead|drain|png|decode [args]` (what
+`make bench BENCH_ARGS="..."` runs).
 
 - speed: CPU output megapixels/s of the shipped model's inference paths vs the OpenCV ESPCN peer.
 - gpu: the CUDA path's MP/s by batch size and precision (exits 2 without CUDA).
@@ -6,6 +7,10 @@
 - chaos: N jobs, K kill -9s and a Redis restart; lost / finished twice / recovery time.
 - train_step: training step time, fp32 vs the bf16 forward.
 - poll_cpu: CPU ms of one job poll in the API process, key cache off vs on.
+- job_overhead: submit → poll sees `succeeded` through the real processes vs the model alone (512²).
+- drain: one worker draining 200 queued 128² jobs vs the model alone on the same images.
+- png: time and size of the worker's PNG encoder vs zlib, Pillow and OpenCV on real results.
+- decode: the worker's isolated decode vs in-process decoding.
 """
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ import sys
 from pathlib import Path
 
 BENCHES = {"speed": "speed.py", "gpu": "gpu.py", "faces": "faces.py", "chaos": "chaos.py",
-           "train_step": "train_step.py", "poll_cpu": "poll_cpu.py"}
+           "train_step": "train_step.py", "poll_cpu": "poll_cpu.py", "job_overhead": "job_overhead.py",
+           "drain": "drain.py", "png": "png.py", "decode": "decode.py"}
 
 
 def main() -> int:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service import face_images, header, median, model_alone, running_service, time_model  # noqa: E402
+from bench.service import (face_images, header, median, model_alone, profiled_worker,  # noqa: E402
+                           running_service, time_model)
 
 QUEUE = "celery"
 
@@ -84,6 +85,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=128, help="input edge in px (default 128)")
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", type=Path, help="py-spy the worker during the drains into this file")
     args = parser.parse_args(argv)
 
     from shared.queue import make_celery
@@ -104,7 +106,8 @@ def main(argv=None) -> int:
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         ratios = []
         for r in range(args.rounds):
-            got = drain(service, app, images, args.jobs)
+            with profiled_worker(service, args.profile and args.profile.with_suffix(f".{r + 1}.raw")):
+                got = drain(service, app, images, args.jobs)
             model = sum(time_model(upscaler, images[i % len(images)]) for i in range(args.jobs))
             ratios.append(model / got["drain"])
             print(f"| {r + 1} | {got['drain']:.2f} | {got['drain'] / args.jobs * 1000:.1f} | {model:.2f} | "

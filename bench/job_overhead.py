@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service import face_images, header, median, model_alone, pct, running_service, time_model  # noqa: E402
+from bench.service import (face_images, header, median, model_alone, pct, profiled_worker,  # noqa: E402
+                           running_service, time_model)
 
 
 def run_job(client, data: bytes, poll_s: float) -> dict:
@@ -56,6 +57,7 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=8, help="jobs per round (distinct faces)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--poll-ms", type=float, default=10.0, help="pause between polls (default 10)")
+    parser.add_argument("--profile", type=Path, help="py-spy the worker during the rounds into this file")
     args = parser.parse_args(argv)
 
     images = face_images(args.jobs, args.size)
@@ -69,14 +71,15 @@ def main(argv=None) -> int:
         run_job(service.client, images[0], poll_s)  # warm-up: the worker loads the model
         time_model(upscaler, images[0])
         rows, all_jobs, all_model = [], [], []
-        for r in range(args.rounds):
-            jobs, model = [], []
-            for data in images:  # interleaved: a job through the service, then the model alone on it
-                jobs.append(run_job(service.client, data, poll_s))
-                model.append(time_model(upscaler, data))
-            all_jobs += jobs
-            all_model += model
-            rows.append((f"round {r + 1}", jobs, model))
+        with profiled_worker(service, args.profile):
+            for r in range(args.rounds):
+                jobs, model = [], []
+                for data in images:  # interleaved: a job through the service, then the model alone on it
+                    jobs.append(run_job(service.client, data, poll_s))
+                    model.append(time_model(upscaler, data))
+                all_jobs += jobs
+                all_model += model
+                rows.append((f"round {r + 1}", jobs, model))
         rows.append(("all rounds", all_jobs, all_model))
 
         print("| | model alone ms (median) | job ms p50 | job ms p95 | **overhead p50** | **overhead p95** "

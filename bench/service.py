@@ -126,6 +126,26 @@ def running_service(**overrides):
         shutil.rmtree(work, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def profiled_worker(service: Service, out: Path | None):
+    """py-spy samples the live worker (every thread, 1000/s) while the block runs; `out` gets the raw
+    collapsed stacks (flamegraph.pl's input). Nothing when `out` is None."""
+    if out is None:
+        yield
+        return
+    import signal
+    import subprocess
+
+    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(service.worker_pid()),
+                            "--rate", "1000", "--format", "raw", "--threads", "--nonblocking", "--output", str(out)])
+    time.sleep(1)  # attached
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+
+
 # ------------------------------------------------------------------------------------------- images
 def face_images(count: int, size: int, quality: int = 92) -> list[bytes]:
     """`count` val faces (or drawn ones without the data), resized to size² (Lanczos), as JPEG: what
