@@ -1,5 +1,4 @@
-"""`python -m bench speed|gpu|faces|faces_api|ensemble|chaos|train_step|poll_cpu|poll_load [args]`
-(what `make bench BENCH_ARGS="..."` runs).
+"""`python -m bench NAME [args]` (what `make bench BENCH_ARGS="NAME ..."` runs), NAME one of:
 
 - speed: CPU output megapixels/s of the shipped model's inference paths vs the OpenCV ESPCN peer.
 - gpu: the CUDA path's MP/s by batch size and precision (exits 2 without CUDA).
@@ -9,6 +8,10 @@
 - train_step: training step time, fp32 vs the bf16 forward.
 - poll_cpu: CPU ms of one job poll in the API process, key cache off vs on.
 - poll_load: GET /v1/jobs/<id> latency at fixed request rates against gunicorn (and POST /v1/jobs).
+- job_overhead: submit → poll sees `succeeded` through the real processes vs the model alone (512²).
+- drain: one worker draining 200 queued 128² jobs vs the model alone on the same images.
+- png: time and size of the worker's PNG encoder vs zlib, Pillow and OpenCV on real results.
+- decode: the worker's isolated decode vs in-process decoding.
 """
 from __future__ import annotations
 
@@ -16,9 +19,9 @@ import runpy
 import sys
 from pathlib import Path
 
-BENCHES = {"speed": "speed.py", "gpu": "gpu.py", "faces": "faces.py", "faces_api": "faces_api.py", "ensemble": "ensemble.py",
-           "chaos": "chaos.py", "train_step": "train_step.py", "poll_cpu": "poll_cpu.py",
-           "poll_load": "poll_load.py"}
+BENCHES = {name: f"{name}.py" for name in (
+    "speed", "gpu", "faces", "faces_api", "ensemble", "chaos", "train_step", "poll_cpu", "poll_load",
+    "job_overhead", "drain", "png", "decode")}
 
 
 def main() -> int:

@@ -106,12 +106,20 @@ def create(session: Session, job: Job, actor: str | None = None) -> None:
     _event(session, job, None, Q, actor=actor)
 
 
+def _claimable():
+    return (Job.attempts < Job.attempts_allowed, Job.cancel_requested.is_(False),
+            or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= func.now()))
+
+
+def claimable_input(session: Session, job_id: uuid.UUID) -> str | None:
+    """The original's key of a job that `claim` would take now, else None (a read: nothing changes)."""
+    return session.scalar(select(Job.input_key).where(Job.id == job_id, Job.status == Q, *_claimable()))
+
+
 def claim(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: int) -> Job | None:
     """queued → running for a new attempt, holding a lease; None when not claimable now."""
     return _move(
-        session, job_id, Q, R,
-        Job.attempts < Job.attempts_allowed, Job.cancel_requested.is_(False),
-        or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= func.now()),
+        session, job_id, Q, R, *_claimable(),
         values=dict(attempts=Job.attempts + 1, started_at=func.now(), worker=worker,
                     lease_expires_at=func.now() + timedelta(seconds=lease_seconds),
                     next_attempt_at=None, progress_done=None, progress_total=None),

@@ -61,9 +61,9 @@ class Settings(BaseSettings):
         description="Animated or multi-frame uploads (APNG, animated WebP/GIF, multi-page TIFF): "
                     "first_frame = upscale the first frame, reject = refuse with 422.")
     decode_timeout_seconds: float = Field(
-        60.0, gt=0, description="Workers decode each image in a child process; one that takes longer than "
-                                "this is killed and its job fails (a decoder crash fails the job the same "
-                                "way), never the worker.")
+        60.0, gt=0, description="Workers decode images in a separate decoder process; a decode that takes "
+                                "longer than this is killed and its job fails (a decoder crash fails the job "
+                                "the same way), never the worker.")
 
     # Model and inference.
     model_weights: Path = Field(DEFAULT_WEIGHTS, description="state_dict the workers load.")
@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int = Field(
         600, ge=1, description="Seconds before Redis redelivers an unacknowledged task; must exceed "
                                "TASK_TIME_LIMIT so a running task is never delivered twice.")
+
+    worker_overlap: bool = Field(
+        True, description="Overlap jobs in a worker: while the model runs one job, the next one's original "
+                          "is read and decoded (the job stays queued, its message held unacknowledged) and "
+                          "finished results are encoded and stored by two threads. false = one job at a time, "
+                          "start to finish (a queued job then never waits behind a busy worker's model).")
 
     # Lifecycle: retries, leases, sweeper (see README "Jobs that are never lost").
     max_attempts: int = Field(3, ge=1, le=20, description="Claims a job gets before it fails for good.")

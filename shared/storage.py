@@ -39,7 +39,9 @@ def result_key(partner_id: uuid.UUID | None, job_id: uuid.UUID) -> str:
 
 def _client(endpoint: str, secure: bool, settings: Settings) -> Minio:
     # Short timeouts and few retries: a dead S3 must fail a request quickly, not hang a worker thread.
-    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=3, read=30),
+    # maxsize: connections kept per host for the threads that share this client (API threads, the
+    # worker's reading and storing threads); urllib3's default of 1 closed one after each concurrent use.
+    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=3, read=30), maxsize=8,
                                retries=urllib3.Retry(total=2, backoff_factor=0.2,
                                                      status_forcelist=(500, 502, 503, 504)))
     return Minio(endpoint, access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,

@@ -1,9 +1,11 @@
 """worker.decode_guard: a decoder that crashes, hangs or lies fails the decode with a clear
-ImageDecodeError (a permanent job failure), quickly, and the calling process carries on."""
+ImageDecodeError (a permanent job failure), quickly, and the calling process carries on. The decoder
+process serves image after image while it decodes well, and is replaced whenever it did anything else."""
 from __future__ import annotations
 
 import io
 import os
+import signal
 import time
 
 import numpy as np
@@ -12,7 +14,8 @@ import pytest
 from model.images import ImageDecodeError, ImageTooLargeError, decode_image
 from tests.hostile import decoders
 from tests.imagegen import encode, synthetic_portrait
-from worker.decode_guard import DecoderCrashed, DecoderFailed, DecoderTimedOut, decode_isolated
+from worker import decode_guard
+from worker.decode_guard import DecoderCrashed, DecoderFailed, DecoderTimedOut, decode_isolated, wait_idle
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -61,7 +64,8 @@ def test_a_hanging_decoder_is_killed_at_the_timeout(decoder):
         decode_isolated(b"anything", None, 0.5, decode=decoder)
     assert isinstance(info.value, ImageDecodeError)
     assert 0.5 <= time.monotonic() - started < 5
-    assert not _decoder_processes()  # killed and reaped, not left behind
+    ready = wait_idle()
+    assert _decoder_processes() == [ready]  # killed and reaped, not left behind; a new one ready
 
 
 def test_memory_errors_and_bugs_are_not_blamed_on_the_image():
@@ -83,14 +87,73 @@ def test_the_parent_checks_what_the_child_announces():
 def test_many_decodes_leave_no_processes_or_descriptors_behind():
     data = encode(synthetic_portrait(32))
     decode_isolated(data, None, 30)
+    wait_idle()
     fds = len(os.listdir("/proc/self/fd"))
     for decoder in (decode_image, decoders.aborts, decoders.refuses) * 5:
         try:
             decode_isolated(data, None, 30, decode=decoder)
         except ImageDecodeError:
             pass
+    ready = wait_idle()
     assert len(os.listdir("/proc/self/fd")) == fds
-    assert not _decoder_processes()
+    assert _decoder_processes() == [ready]  # the one decoder waiting for the next image, nothing else
+
+
+def test_one_decoder_process_serves_image_after_image():
+    data = encode(synthetic_portrait(24))
+    decode_isolated(data, None, 30)
+    first = wait_idle()
+    for seed in range(5):
+        expected = decode_image(encode(synthetic_portrait(24, seed=seed)))
+        assert np.array_equal(decode_isolated(encode(synthetic_portrait(24, seed=seed)), None, 30), expected)
+        assert wait_idle() == first  # no process per image
+
+
+@pytest.mark.parametrize("decoder", [decoders.aborts, decoders.refuses, decoders.has_a_bug,
+                                     decoders.returns_a_lie])
+def test_a_decoder_that_did_anything_but_decode_well_is_replaced(decoder):
+    data = encode(synthetic_portrait(16))
+    decode_isolated(data, None, 30)
+    before = wait_idle()
+    with pytest.raises((ImageDecodeError, RuntimeError)):
+        decode_isolated(data, 100, 30, decode=decoder)
+    after = wait_idle()
+    assert after != before and _decoder_processes() == [after]
+    assert decode_isolated(data, None, 30).shape == (16, 16, 3)
+
+
+def test_a_decoder_killed_while_idle_is_replaced_without_failing_the_next_image():
+    data = encode(synthetic_portrait(16))
+    decode_isolated(data, None, 30)
+    victim = wait_idle()
+    os.kill(victim, signal.SIGKILL)  # the kernel's OOM killer, or an operator, between two jobs
+    while victim in _decoder_processes():  # reaped by the forkserver
+        time.sleep(0.01)
+    assert decode_isolated(data, None, 30).shape == (16, 16, 3)
+    assert wait_idle() not in (None, victim)
+
+
+def test_decoders_are_replaced_after_max_images(monkeypatch):
+    monkeypatch.setattr(decode_guard, "MAX_IMAGES_PER_DECODER", 3)
+    data = encode(synthetic_portrait(16))
+    decode_isolated(data, None, 30)
+    pids = []
+    for _ in range(7):
+        pids.append(wait_idle())
+        decode_isolated(data, None, 30)
+    assert len(set(pids)) >= 3 and max(pids.count(p) for p in pids) <= 3
+
+
+def test_an_answer_to_another_request_is_refused():
+    """An exploited decoder that writes an answer ahead, for the next request (another partner's image,
+    perhaps), is caught by the request number and replaced."""
+    data = encode(synthetic_portrait(16))
+    decode_isolated(data, None, 30)
+    before = wait_idle()
+    with pytest.raises(DecoderFailed, match="answered request"):
+        decode_isolated(data, None, 30, decode=decoders.answers_ahead)
+    assert wait_idle() != before
+    assert np.array_equal(decode_isolated(data, None, 30), decode_image(data))
 
 
 def test_overhead_per_decode_is_small():

@@ -18,6 +18,8 @@ app = make_celery(get_settings(), main="worker")
 # requeued (the task handled it): misleading. The job's transition line (shared/lifecycle.py) says
 # what happened; Celery's warnings and errors still come through.
 logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+# Likewise its "Task … received" line before every task: the claim's transition line says it, once.
+logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
 
 
 @signals.celeryd_init.connect
@@ -42,5 +44,23 @@ def _serve_metrics(**_) -> None:
     """Once, in the process that runs the tasks (the solo pool's only one), after logging is set up."""
     settings = get_settings()
     metrics.serve(settings.metrics_port, settings.metrics_addr)
+
+@signals.worker_ready.connect
+def _start_decoder(**_) -> None:
+    """The image decoder process (worker/decode_guard.py) starts now, not on the first job."""
+    from worker.decode_guard import start_decoder
+
+    start_decoder()
+
+
+@signals.worker_shutdown.connect
+def _finish_held_jobs(**_) -> None:
+    """A warm shutdown: the jobs already acknowledged and in the model or being stored are finished
+    (their leases would bring them back after LEASE_SECONDS anyway, but later, and redone)."""
+    from worker.runtime import drain
+
+    if not drain(timeout=get_settings().task_time_limit):
+        logging.getLogger(__name__).warning("shutting down with jobs unfinished; their leases will expire")
+
 
 import worker.tasks  # noqa: E402,F401  (registers the tasks on `app`)

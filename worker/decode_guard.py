@@ -1,24 +1,29 @@
-"""Decodes an image in a throwaway child process, so a decoder that crashes, hangs or is exploited by a
-hostile file takes down that child only, never the Celery worker (which holds the model, maybe a CUDA
-context, and the job's lease).
+"""Decodes images in a separate decoder process, so a decoder that crashes, hangs or is exploited by a
+hostile file takes down that process only, never the Celery worker (which holds the model, maybe a CUDA
+context, and the jobs' leases).
 
-Children come from a forkserver: a small helper process started once per worker by fork+exec (so it is
-safe after torch/CUDA were initialised), which imports this module, and with it numpy, every Pillow
-plugin and OpenCV, once. Each decode is then a single fork of that clean, single-threaded process
-instead of a fresh interpreter (~10-20 ms a decode; ~80 ms for a 12 MP photo, most of it moving the
-pixels; ~250 ms once for the forkserver). As with any multiprocessing child, the parent's main module
-is re-imported in the child when the parent was started as a script (`celery`, `python -m celery` and
-`python -m pytest` are fine): keep entry points behind `if __name__ == "__main__":`.
+The decoder process comes from a forkserver: a small helper process started once per worker by
+fork+exec (so it is safe after torch/CUDA were initialised), which imports this module, and with it
+numpy, every Pillow plugin and OpenCV, once. The decoder then serves image after image over a pipe
+(worker/decode_child.py), so a decode costs the decode and the pixels' way back: a fork per image cost
+~8 ms of CPU and wall time even on a 128² JPEG (`python bench/drain.py`). It is replaced, in the
+background, whenever it did anything but decode an image well: a crash, a hang, a refusal, an error,
+a protocol slip; and after MAX_IMAGES_PER_DECODER images or one larger than RECYCLE_PIXELS, so that
+what a decode leaves behind (fragmented memory, state a malformed file bent) does not live for long.
+A decoder that died while idle is replaced without blaming the image. As with any multiprocessing
+child, the parent's main module is re-imported in it when the parent was started as a script
+(`celery`, `python -m celery` and `python -m pytest` are fine): keep entry points behind
+`if __name__ == "__main__":`.
 
 The pixels come back over a pipe as raw bytes, straight into an array allocated by the parent. The child
-parsed hostile bytes, so nothing it sends is unpickled: a small JSON header (checked before the parent
-allocates anything), then the raw pixels.
+parsed hostile bytes, so nothing it sends is unpickled: a small JSON header that names the request it
+answers (checked, with the shape, before the parent allocates anything), then the raw pixels.
 
 With `formats` (ALLOWED_FORMATS), the child first checks that Pillow's decoders for those formats, and
 no others, recognise the file, as the API did: a file planted in storage behind the API's back gets no
 further than that.
 
-A child that dies without answering (segfault, abort, killed for memory) or outlives `timeout` is
+A decoder that dies without answering (segfault, abort, killed for memory) or outlives `timeout` is
 killed and reported as `DecoderCrashed` / `DecoderTimedOut`, both `ImageDecodeError`s, so the caller
 fails that job for good. A refusal by the decoder (damaged file, too many pixels) comes back as the
 same `ImageDecodeError` / `ImageTooLargeError` the in-process decoder raises; a `MemoryError` in the
@@ -26,36 +31,40 @@ child comes back as a `MemoryError`.
 """
 from __future__ import annotations
 
-import io
+import itertools
 import json
-import math
+import logging
 import multiprocessing
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import wait
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from model.images import ImageDecodeError, ImageTooLargeError, decode_image
+from worker import decode_child
 
 # What a decode needs, imported here once so that the forkserver (which imports this module) holds it
-# and no child imports anything per job.
+# and no decoder imports anything per image.
 Image.init()
 try:
     import cv2  # noqa: F401  (decode_image uses it for 16-bit colour)
 except ImportError:  # pragma: no cover - OpenCV is a dependency; decode_image would import it itself
     pass
 
-ORPHAN_GRACE_SECONDS = 10  # a child whose parent vanished kills itself this long after its timeout
+MAX_IMAGES_PER_DECODER = 200
+RECYCLE_PIXELS = 16_000_000  # a decoder that held an image this large is replaced (its heap stays big)
 MAX_HEADER_BYTES = 64 * 1024
 _DTYPES = {np.dtype(np.uint8).str: np.uint8, np.dtype(np.uint16).str: np.uint16}
 _REFUSALS = {"ImageTooLargeError": ImageTooLargeError}
 _context_lock = threading.Lock()
 _context: multiprocessing.context.BaseContext | None = None
+_sequence = itertools.count(1)
+log = logging.getLogger(__name__)
 
 
 class DecoderFailed(ImageDecodeError):
@@ -73,7 +82,7 @@ class DecoderTimedOut(DecoderFailed):
 def decode_isolated(data: bytes, max_pixels: int | None, timeout: float, *,
                     formats: str | Sequence[str] | None = None,
                     decode: Callable[..., np.ndarray] = decode_image) -> np.ndarray:
-    """`decode(data, max_pixels=max_pixels)` in a child process; the same (H, W, C) array back.
+    """`decode(data, max_pixels=max_pixels)` in the decoder process; the same (H, W, C) array back.
 
     `formats`: Pillow format names (a list, or a comma-separated string like ALLOWED_FORMATS) the file
     must be in; None: any. `decode` must be picklable (a module-level function); tests pass decoders
@@ -81,20 +90,22 @@ def decode_isolated(data: bytes, max_pixels: int | None, timeout: float, *,
     """
     if isinstance(formats, str):
         formats = [name.strip().upper() for name in formats.split(",") if name.strip()]
-    ctx = _get_context()
-    receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(sender, decode, bytes(data), max_pixels, timeout,
-                                            list(formats) if formats else None),
-                       name="image-decoder", daemon=True)
+    seq = next(_sequence)
+    request = (seq, decode, max_pixels, timeout, list(formats) if formats else None)
+    decoder, healthy = _decoders.take(), False
     try:
-        proc.start()
-        sender.close()  # only the child writes: its death closes the pipe
+        try:
+            decoder.send(request, data)
+        except OSError:  # it died while idle, before reading anything: not the image's doing
+            _decoders.retire(decoder)
+            decoder = _Decoder(_get_context())
+            decoder.send(request, data)
         deadline = time.monotonic() + timeout
-        header = _receive(receiver, proc, deadline, timeout)
-        kind, detail, message = header[0], header[1], header[2][:2000]
+        header = _receive(decoder.answer, decoder.proc, seq, deadline, timeout)
+        kind, detail, message = header[1], header[2], header[3][:2000]
         if kind == "ok":
-            pixels = _receive_pixels(receiver, proc, header, max_pixels, deadline, timeout)
-            proc.join(max(0.0, deadline - time.monotonic()))
+            pixels = _receive_pixels(decoder.answer, decoder.proc, header, max_pixels, deadline, timeout)
+            healthy = pixels.shape[0] * pixels.shape[1] <= RECYCLE_PIXELS
             return pixels
         if kind == "refused":
             raise _REFUSALS.get(detail if isinstance(detail, str) else "", ImageDecodeError)(message)
@@ -102,13 +113,115 @@ def decode_isolated(data: bytes, max_pixels: int | None, timeout: float, *,
             raise MemoryError(f"the image decoder ran out of memory: {message}")
         raise RuntimeError(f"the image decoder failed: {detail}: {message}")
     finally:
-        sender.close()
-        if proc.pid is not None and proc.exitcode is None:
-            proc.kill()
-        if proc.pid is not None:
-            proc.join()
-            proc.close()
-        receiver.close()
+        _decoders.release(decoder, healthy)
+
+
+class _Decoder:
+    """A decoder process and our ends of its two pipes."""
+
+    def __init__(self, ctx: multiprocessing.context.BaseContext):
+        child_request, self.request = ctx.Pipe(duplex=False)  # (receiving end, sending end)
+        self.answer, child_answer = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=decode_child.serve, args=(child_request, child_answer),
+                                name="image-decoder", daemon=True)
+        self.images = 0
+        try:
+            self.proc.start()
+        except BaseException:
+            self.request.close()
+            self.answer.close()
+            raise
+        finally:  # only the child holds its ends: its death closes our pipes
+            child_request.close()
+            child_answer.close()
+
+    def send(self, request: tuple, data: bytes) -> None:
+        self.images += 1
+        self.request.send(request)  # parent → child may be pickled (the parent is trusted); never back
+        self.request.send_bytes(data)
+
+    def close(self) -> None:
+        """Stop it: closing its request pipe ends it; kill it if it is busy; release everything."""
+        self.request.close()
+        self.proc.join(0.5)
+        if self.proc.exitcode is None:
+            self.proc.kill()
+            self.proc.join()
+        self.proc.close()
+        self.answer.close()
+
+
+class _Decoders:
+    """The worker's decoder process; replacements are started, and retired ones stopped, by a
+    background thread."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._next: Future | None = None  # the decoder to use next (maybe still starting)
+        self._executor: ThreadPoolExecutor | None = None
+
+    def take(self) -> _Decoder:
+        """The decoder, waiting for it if it is starting; a new one if there is none (another thread
+        holds it) or it died while idle."""
+        with self._lock:
+            future, self._next = self._next, None
+        try:
+            decoder = future.result() if future is not None else None
+        except Exception as exc:  # starting it failed in the background: try here, where it can raise
+            log.warning("starting an image decoder failed (%s); trying again", type(exc).__name__)
+            decoder = None
+        if decoder is not None and decoder.proc.exitcode is None:
+            return decoder
+        if decoder is not None:  # killed for memory, or by hand, while idle: not an image's doing
+            self.retire(decoder)
+        return _Decoder(_get_context())
+
+    def retire(self, decoder: _Decoder) -> None:
+        """One that died while idle: stopped in the background; the caller starts another."""
+        log.warning("the image decoder had exited (%s) while idle; starting another", decoder.proc.exitcode)
+        with self._lock:
+            self._background().submit(decoder.close)
+
+    def release(self, decoder: _Decoder, healthy: bool) -> None:
+        """Keep a decoder that did its job well for the next image; replace any other at once (killed
+        now if it is still running: it hung, or said something we did not read)."""
+        keep = healthy and decoder.images < MAX_IMAGES_PER_DECODER
+        if not healthy and decoder.proc.exitcode is None:
+            decoder.proc.kill()
+        with self._lock:
+            if keep and self._next is None:
+                done = Future()
+                done.set_result(decoder)
+                self._next = done
+                return
+            self._background().submit(decoder.close)
+            if self._next is None:
+                self._next = self._background().submit(_Decoder, _get_context())
+
+    def start(self) -> None:
+        with self._lock:
+            if self._next is None:
+                self._next = self._background().submit(_Decoder, _get_context())
+
+    def wait_idle(self) -> int | None:
+        """Wait until the background work so far is done; the ready decoder's pid (None: none)."""
+        with self._lock:
+            future, executor = self._next, self._executor
+        if executor is not None:
+            executor.submit(int).result()
+        if future is None or future.exception() is not None:
+            return None
+        return future.result().proc.pid
+
+    def _background(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="image-decoder")
+        return self._executor
+
+
+_decoders = _Decoders()
+start_decoder = _decoders.start  # at worker start: the first job then finds the decoder running
+wait_idle = _decoders.wait_idle  # for tests: replacements started, retired decoders stopped
 
 
 def _get_context() -> multiprocessing.context.BaseContext:
@@ -124,15 +237,18 @@ def _get_context() -> multiprocessing.context.BaseContext:
     return _context
 
 
-def _receive(receiver, proc, deadline: float, timeout: float):
-    """The child's first message, or DecoderCrashed / DecoderTimedOut."""
+def _receive(receiver, proc, seq: int, deadline: float, timeout: float):
+    """The decoder's answer header to request `seq`, or DecoderCrashed / DecoderTimedOut / DecoderFailed."""
     ready = wait([receiver, proc.sentinel], max(0.0, deadline - time.monotonic()))
     if receiver in ready or receiver.poll(0):
         try:
             header = json.loads(receiver.recv_bytes(MAX_HEADER_BYTES))
         except (EOFError, OSError, ValueError):
             header = None  # the child died before it said anything, or said nonsense
-        if isinstance(header, list) and len(header) == 3 and all(isinstance(h, str) for h in header[::2]):
+        if (isinstance(header, list) and len(header) == 4 and isinstance(header[1], str)
+                and isinstance(header[3], str)):
+            if header[0] != seq:
+                raise DecoderFailed(f"the image decoder answered request {header[0]!r}, not {seq}")
             return header
         proc.join(5)
         raise _crashed(proc)
@@ -146,7 +262,7 @@ def _receive(receiver, proc, deadline: float, timeout: float):
 def _receive_pixels(receiver, proc, header, max_pixels: int | None, deadline: float,
                     timeout: float) -> np.ndarray:
     # The child parsed hostile bytes, so its answer is checked before the parent allocates anything.
-    _, shape, dtype = header
+    _, _, shape, dtype = header
     ok = (isinstance(shape, list) and len(shape) == 3 and all(isinstance(n, int) and n > 0 for n in shape)
           and shape[2] in (1, 2, 3, 4) and dtype in _DTYPES
           and (max_pixels is None or shape[0] * shape[1] <= max_pixels))
@@ -182,48 +298,3 @@ def _crashed(proc) -> DecoderCrashed:
     return DecoderCrashed(f"the image decoder crashed ({how}); the file is probably malformed")
 
 
-# -------------------------------------------------------------------------------------------- child
-def _child(sender, decode, data: bytes, max_pixels: int | None, timeout: float,
-           formats: list[str] | None) -> None:
-    """Runs in the child: decode, then send ("ok", shape, dtype) and the raw pixels, or the refusal."""
-    # If the worker dies while this child hangs, nobody kills it: the alarm's default action does.
-    signal.alarm(min(math.ceil(timeout) + ORPHAN_GRACE_SECONDS, 2**31 - 1))
-    warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on odd metadata: not the log's business
-    warnings.simplefilter("error", Image.DecompressionBombWarning)
-    try:
-        if formats and data and not _in_formats(data, formats):  # (empty: the decoder says so)
-            _send(sender, "refused", "ImageDecodeError", "the file is not an image in an accepted format "
-                                                         f"({', '.join(formats)})")
-            return
-        try:
-            pixels = decode(data, max_pixels=max_pixels)
-        except ImageDecodeError as exc:
-            _send(sender, "refused", type(exc).__name__, str(exc))
-            return
-        except MemoryError as exc:
-            _send(sender, "memory", "MemoryError", str(exc))
-            return
-        except Exception as exc:
-            _send(sender, "error", type(exc).__name__, str(exc))
-            return
-        pixels = np.ascontiguousarray(pixels)
-        _send(sender, "ok", [int(n) for n in pixels.shape], pixels.dtype.str)
-        sender.send_bytes(pixels.reshape(-1).view(np.uint8))
-    finally:
-        sender.close()
-
-
-def _in_formats(data: bytes, formats: list[str]) -> bool:
-    """Whether Pillow's decoders for `formats`, and no others, recognise the file (header only)."""
-    try:
-        with Image.open(io.BytesIO(data), formats=formats):
-            return True
-    except UnidentifiedImageError:
-        return False
-    except Exception:  # recognised, but the header is damaged or too large: the decoder says which
-        return True
-
-
-def _send(sender, kind: str, detail, message) -> None:
-    sender.send_bytes(json.dumps([kind, detail, message[:4000] if isinstance(message, str) else message])
-                      .encode())

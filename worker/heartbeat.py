@@ -47,13 +47,21 @@ class Heartbeat:
         self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
                                         name=f"heartbeat-{job.id}", daemon=True)
 
-    def __enter__(self) -> "Heartbeat":
+    def start(self) -> "Heartbeat":
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
+        """Stop beating (idempotent); the last transition follows, or the lease is left to expire."""
         self._stopped.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "Heartbeat":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def progress(self, done: int, total: int) -> None:
         """The model's per-tile callback: record progress, abort if we should stop."""

@@ -4,19 +4,32 @@ Safe to run any number of times for the same job: the claim is a conditional UPD
 message finds the job not claimable and stops, and every later write is fenced by the attempt number.
 Each transition is logged once committed (shared/lifecycle.py); failures are classified by
 worker/failures.py into a partner-safe code and message, with the detail kept for admins.
+
+The attempt is cut into stages, so that worker/overlap.py can run one job's model while the next job
+is read and decoded and the last one's result is encoded and stored: `start` (read and decode the
+original of a claimable job, then claim it: a read needs no lease, and a job is claimed only when its
+model is about to run), then `upscale`, `store` and `finish` through `Attempt.step`. `process_job`
+runs them one after the other. From its claim to its last transition an attempt holds its lease (its
+Heartbeat renews it, relays cancels and applies the time limits), whichever thread runs which stage.
+A read or decode that failed is recorded once the job is claimed, exactly as if it had failed after.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
 import time
 import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from model.crop import apply_crop
 from model.images import decode_image, encode_png
 from shared import lifecycle, logs, metrics
 from shared.failures import Failure, failure
+from shared.models import Job
 from shared.storage import RESULT_CONTENT_TYPE, result_key
 from worker.decode_guard import decode_isolated
 from worker.failures import classify, describe
@@ -27,75 +40,165 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def process_job(job_id: str, rt) -> str:
-    """Run one attempt of the job; returns what happened (for logs, metrics and tests). Every line
-    logged meanwhile carries the job's id."""
+    """Run one attempt of the job, stage after stage; returns what happened (for logs, metrics and
+    tests). Every line logged meanwhile carries the job's id."""
     outcome = "error"  # it raised: Celery redelivers the message, or the sweeper's lease takes over
     with logs.job_context(job_id):
         try:
-            outcome = _attempt(job_id, rt)
+            attempt = start(job_id, rt)
+            if isinstance(attempt, str):
+                outcome = attempt
+            else:
+                outcome = attempt.step(upscale) or attempt.step(store) or attempt.finish()
         finally:
             metrics.TASKS.labels(outcome).inc()
     return outcome
 
 
-def _attempt(job_id: str, rt) -> str:
+@dataclass
+class Attempt:
+    """A claimed job on its way through the stages, with its lease's heartbeat running."""
+
+    rt: object
+    job: Job
+    beat: Heartbeat
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)  # the job's log fields
+    pixels: np.ndarray | None = None  # decoded original
+    out: np.ndarray | None = None  # the model's result
+    key: str | None = None  # where the result was written
+
+    def step(self, stage) -> str | None:
+        """Run `stage(self)` in the job's log context; None to go on, or how the attempt ended (its
+        failure, cancel or loss recorded and its heartbeat stopped)."""
+        return self.context.run(self._step, stage)
+
+    def finish(self) -> str:
+        """Stop the heartbeat and record the success (the result is stored): the last stage."""
+        return self.context.run(_succeed, self)
+
+    def _step(self, stage) -> str | None:
+        try:
+            stage(self)
+            return None
+        except JobAborted as exc:
+            self.beat.stop()
+            return _aborted(self, exc)
+        except Exception as exc:  # SoftTimeLimitExceeded, MemoryError and storage errors are Exceptions too
+            self.beat.stop()
+            return _errored(self, exc)
+
+
+def start(job_id: str, rt, before_claim=None) -> Attempt | str:
+    """Read and decode the original of a job that is claimable now, call `before_claim()`, then claim
+    the job (its heartbeat started); or why not ("ignored", "skipped", or the recorded failure of the
+    read or decode). Call it in the job's log context: the attempt keeps a copy for its later stages."""
     try:
         job_uuid = uuid.UUID(job_id)
     except ValueError:
         log.error("ignoring a message with a malformed job id %r", job_id)
         return "ignored"
-    with rt.sessions() as session, session.begin():
-        job = lifecycle.claim(session, job_uuid, WORKER_ID, rt.settings.lease_seconds)
-    if job is None:
+    with rt.sessions() as session:
+        input_key = lifecycle.claimable_input(session, job_uuid)
+    pixels = error = None
+    if input_key is not None:
+        try:
+            pixels = _read(rt, input_key)
+        except Exception as exc:  # recorded below, once the job is ours
+            error = exc
+    if before_claim is not None:
+        before_claim()
+    attempt = claim(job_uuid, rt) if input_key is not None else None
+    if attempt is None:
         log.info("job %s is not claimable (done, running elsewhere, cancelled or not due); skipping", job_id)
         return "skipped"
-    logs.bind(partner_id=job.partner_id)  # reset with the job's context when the attempt ends
+    if error is not None:
+        attempt.beat.stop()
+        return attempt.context.run(_errored, attempt, error)
+    attempt.pixels = pixels
+    return attempt
 
+
+def claim(job_id: uuid.UUID, rt) -> Attempt | None:
+    """queued → running, with the heartbeat started; None if the job is not claimable."""
     settings = rt.settings
-    try:
-        with Heartbeat(rt.sessions, job, settings.lease_seconds, settings.progress_interval_seconds,
-                       soft_limit=settings.task_soft_time_limit, hard_limit=settings.task_time_limit) as beat:
-            # In a child process: a decoder crash or hang fails this job (ImageDecodeError), not the worker.
-            pixels = decode_isolated(rt.storage.get(job.input_key), max_pixels=settings.max_input_pixels,
-                                     timeout=settings.decode_timeout_seconds,
-                                     formats=settings.allowed_formats, decode=decode_image)
-            pixels = apply_crop(pixels, job.crop_box)  # POST /v1/jobs `crop`: that region only (None: all)
-            beat.check()
-            upscaler = rt.upscaler
-            started = time.perf_counter()
-            out = upscaler.upscale(pixels, progress=beat.progress)
-            metrics.observe_model(upscaler, time.perf_counter() - started)
-            beat.check()
-            key = result_key(job.partner_id, job.id)
-            # Written before the success transition, under a key fixed by the job id: a retry overwrites.
-            rt.storage.put(key, encode_png(out), RESULT_CONTENT_TYPE)
-    except JobAborted as exc:
-        if exc.reason == "cancelled":
-            with rt.sessions() as session, session.begin():
-                lifecycle.cancel_running(session, job, "cancel requested; the worker stopped")
-        elif exc.reason == "timeout":
-            return _failed(rt, job, failure("processing_timeout"),
-                           f"the attempt ran past TASK_SOFT_TIME_LIMIT ({settings.task_soft_time_limit} s)")
-        else:
-            log.info("job %s attempt %s stopped: it is no longer ours", job.id, job.attempts)
-        return exc.reason
-    except Exception as exc:  # SoftTimeLimitExceeded, MemoryError and storage errors are Exceptions too
-        why = classify(exc)
-        if why.code == "internal_error":  # a bug of ours: the traceback is worth its lines
-            log.exception("job %s attempt %s: unexpected error", job.id, job.attempts)
-        else:
-            log.warning("job %s attempt %s: %s (%s)", job.id, job.attempts, why.code, describe(exc))
-        return _failed(rt, job, why, describe(exc))
-
-    height, width = out.shape[:2]
     with rt.sessions() as session, session.begin():
-        ok = lifecycle.succeed(session, job, result_key=key, output_width=width, output_height=height,
+        job = lifecycle.claim(session, job_id, WORKER_ID, settings.lease_seconds)
+    if job is None:
+        return None
+    logs.bind(partner_id=job.partner_id)  # reset with the job's context when the attempt ends
+    beat = Heartbeat(rt.sessions, job, settings.lease_seconds, settings.progress_interval_seconds,
+                     soft_limit=settings.task_soft_time_limit, hard_limit=settings.task_time_limit).start()
+    return Attempt(rt, job, beat)
+
+
+def _read(rt, input_key: str) -> np.ndarray:
+    settings = rt.settings
+    # In a child process: a decoder crash or hang fails this job (ImageDecodeError), not the worker.
+    return decode_isolated(rt.storage.get(input_key), max_pixels=settings.max_input_pixels,
+                           timeout=settings.decode_timeout_seconds, formats=settings.allowed_formats,
+                           decode=decode_image)
+
+
+def upscale(a: Attempt) -> None:
+    upscaler = a.rt.upscaler
+    # POST /v1/jobs `crop`: that region only (None: all). Here, not at the read: a job read ahead is
+    # not claimed yet, and only its claim gives the row.
+    a.pixels = apply_crop(a.pixels, a.job.crop_box)
+    started = time.perf_counter()
+    a.out = upscaler.upscale(a.pixels, progress=a.beat.progress)
+    metrics.observe_model(upscaler, time.perf_counter() - started)
+    a.pixels = None
+    a.beat.check()
+
+
+def store(a: Attempt) -> None:
+    a.key = result_key(a.job.partner_id, a.job.id)
+    # Written before the success transition, under a key fixed by the job id: a retry overwrites.
+    a.rt.storage.put(a.key, encode_png(a.out, threads=_encode_threads(a.rt.settings)), RESULT_CONTENT_TYPE)
+
+
+def _succeed(a: Attempt) -> str:
+    a.beat.stop()
+    job, rt, beat = a.job, a.rt, a.beat
+    height, width = a.out.shape[:2]
+    upscaler = rt.upscaler
+    with rt.sessions() as session, session.begin():
+        ok = lifecycle.succeed(session, job, result_key=a.key, output_width=width, output_height=height,
                                model_name=upscaler.name, model_version=upscaler.version,
                                progress_done=beat.total, progress_total=beat.total)
+    a.out = None
     if not ok:
         log.warning("job %s attempt %s finished but no longer owned it; nothing recorded", job.id, job.attempts)
-        _delete_result_if_erased(rt, job, key)
+        _delete_result_if_erased(rt, job, a.key)
     return "succeeded" if ok else "lost"
+
+
+def _aborted(a: Attempt, exc: JobAborted) -> str:
+    job, rt, settings = a.job, a.rt, a.rt.settings
+    if exc.reason == "cancelled":
+        with rt.sessions() as session, session.begin():
+            lifecycle.cancel_running(session, job, "cancel requested; the worker stopped")
+    elif exc.reason == "timeout":
+        return _failed(rt, job, failure("processing_timeout"),
+                       f"the attempt ran past TASK_SOFT_TIME_LIMIT ({settings.task_soft_time_limit} s)")
+    else:
+        log.info("job %s attempt %s stopped: it is no longer ours", job.id, job.attempts)
+    return exc.reason
+
+
+def _errored(a: Attempt, exc: BaseException) -> str:
+    job = a.job
+    why = classify(exc)
+    if why.code == "internal_error":  # a bug of ours: the traceback is worth its lines
+        log.exception("job %s attempt %s: unexpected error", job.id, job.attempts)
+    else:
+        log.warning("job %s attempt %s: %s (%s)", job.id, job.attempts, why.code, describe(exc))
+    return _failed(a.rt, job, why, describe(exc))
+
+
+def _encode_threads(settings) -> int:
+    """As many as the model uses: the encode runs once the model is done with them."""
+    return settings.torch_threads or os.cpu_count() or 1
 
 
 def _delete_result_if_erased(rt, job, key: str) -> None:

@@ -1,4 +1,5 @@
-"""What a worker process builds once and reuses across tasks: DB sessions, storage, the model."""
+"""What a worker process builds once and reuses across tasks: DB sessions, storage, the model, and the
+threads that overlap one job's model with the next one's reading and the last one's storing."""
 from __future__ import annotations
 
 import logging
@@ -39,6 +40,14 @@ class Runtime:
                  upscaler.backend, upscaler.precision, upscaler.threads)
         return upscaler
 
+    @cached_property
+    def overlap(self):
+        """The model and store threads (worker/overlap.py), started on first use by a task."""
+        from worker.overlap import Overlap
+
+        return Overlap(self)
+
+
 
 _runtime: Runtime | None = None
 
@@ -48,3 +57,10 @@ def runtime() -> Runtime:
     if _runtime is None:
         _runtime = Runtime(get_settings())
     return _runtime
+
+
+def drain(timeout: float) -> bool:
+    """Finish the attempts the overlap threads hold (a warm shutdown); True when none is left."""
+    if _runtime is None or "overlap" not in _runtime.__dict__:
+        return True
+    return _runtime.overlap.drain(timeout)

@@ -9,4 +9,8 @@ from worker.runtime import runtime
 
 @app.task(name=UPSCALE_TASK)
 def upscale_portrait(job_id: str) -> None:
-    process_job(job_id, runtime())
+    rt = runtime()
+    if rt.settings.worker_overlap:  # reads the job, claims it, returns while the model runs it
+        rt.overlap.submit(job_id)
+    else:
+        process_job(job_id, rt)

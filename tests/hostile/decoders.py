@@ -54,6 +54,21 @@ def returns_a_lie(data: bytes, max_pixels=None):
     return np.zeros((max_pixels or 4, 2, 3), np.uint8)
 
 
+def answers_ahead(data: bytes, max_pixels=None):
+    """Writes a well-formed answer for the *next* request on the answer pipe, then decodes normally: a
+    decoder an exploit took over, trying to pass its own pixels off as the next image's."""
+    import gc
+    import json
+    from multiprocessing.connection import Connection
+
+    pipe = next(o for o in gc.get_objects() if isinstance(o, Connection) and not o.closed and o.writable)
+    pipe.send_bytes(json.dumps([10**9, "ok", [1, 1, 3], "|u1"]).encode())
+    pipe.send_bytes(b"\x00\x00\x00")
+    from model.images import decode_image
+
+    return decode_image(data, max_pixels=max_pixels)
+
+
 def echoes(data: bytes, max_pixels=None):
     """Pixels made from the bytes, so the test can check what came back."""
     side = int(len(data) ** 0.5)

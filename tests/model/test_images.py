@@ -117,6 +117,31 @@ def test_encode_decode_round_trip(channels, dtype):
         assert ref.dtype == dtype and np.array_equal(ref, a)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("dtype,channels", [(np.uint8, 3), (np.uint16, 4), (np.uint8, 1)])
+def test_bands_deflated_in_parallel_make_one_valid_png(threads, dtype, channels):
+    """Large enough (3.4 MB) to be cut into bands of 1 MiB at least, away from 256-row block boundaries."""
+    a = gradient(h=1029, w=3300 // (channels * np.dtype(dtype).itemsize), c=channels, dtype=dtype, seed=3)
+    a[200:900:7] = a[199:899:7]  # rows equal to the one above: the Up filter's zeros across band edges
+    data = encode_png(a, threads=threads)
+    assert np.array_equal(decode_image(data), a)
+    # zlib checks the stream and its Adler-32 (combined from the bands'); any slip raises here
+    idat = data[data.index(b"IDAT") - 4:]
+    length = struct.unpack(">I", idat[:4])[0]
+    filtered = zlib.decompress(idat[8:8 + length])
+    assert len(filtered) == a.shape[0] * (a.shape[1] * channels * a.dtype.itemsize + 1)
+    assert encode_png(a, threads=1) != data  # really deflated in bands (the pixels are the same)
+
+
+def test_adler32_of_bands_combines_like_zlib():
+    from model.images import _adler32_combine
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x, y = rng.bytes(int(rng.integers(0, 70000))), rng.bytes(int(rng.integers(0, 70000)))
+        assert _adler32_combine(zlib.adler32(x), zlib.adler32(y), len(y)) == zlib.adler32(x + y)
+
+
 def test_encode_png_accepts_2d_and_refuses_other_dtypes():
     assert decode_image(encode_png(np.full((3, 5), 7, np.uint8))).shape == (3, 5, 1)
     with pytest.raises(ValueError):

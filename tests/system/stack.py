@@ -32,15 +32,17 @@ def paced_procfile() -> str:
 
 
 class Stack:
-    def __init__(self, folder: Path, env: dict[str, str], port: int):
-        self.folder, self.env, self.port = folder, env, port
+    """`procfile`: the Procfile's text; default the paced one above (bench/service.py runs the real one)."""
+
+    def __init__(self, folder: Path, env: dict[str, str], port: int, procfile: str | None = None):
+        self.folder, self.env, self.port, self.procfile = folder, env, port, procfile
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = folder / "honcho.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120) -> "Stack":
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "Procfile").write_text(paced_procfile())
+        (self.folder / "Procfile").write_text(self.procfile or paced_procfile())
         # KEY=VALUE lines, as devstack writes .local/env for `make run`.
         (self.folder / "env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in self.env.items()))
         bin_dir = str(Path(sys.executable).parent)  # gunicorn, celery and python of this venv, as make run

@@ -20,6 +20,9 @@ def stack_storage(stack) -> Storage:
 
 def test_admin_requeues_failed_jobs_one_and_in_bulk(partner, admin, stack_storage):
     busy = partner.client.submit(encode(synthetic_portrait(16 * TILE))).json()["id"]
+    # The worker reads the next job's original while its model runs (WORKER_OVERLAP): this one, whose
+    # original is read before the deletes below; the three after it wait for the model, unread.
+    partner.client.submit(encode(synthetic_portrait(TILE)))
     partner.client.wait(busy, until=lambda j: j["status"] == "running")
     images = {partner.client.submit(encode(synthetic_portrait(40, seed=i))).json()["id"]: i for i in range(3)}
     keys = {o.object_name: o for o in stack_storage.client.list_objects(stack_storage.bucket, prefix="partners/",
