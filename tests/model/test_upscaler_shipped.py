@@ -37,7 +37,8 @@ def test_shipped_weights_load_with_their_card():
 @pytest.mark.data
 @pytest.mark.skipif(not VAL.is_dir(), reason=f"face data absent: {VAL} (../shared/data beside the checkout)")
 def test_default_path_costs_at_most_0_02_db_on_val_faces():
-    """The CPU default (OpenVINO int8 or bf16, or torch bf16 without openvino) against torch fp32."""
+    """The CPU default (the 8-bit path: OpenVINO int8 or bf16, or torch bf16 without openvino) against
+    torch fp32 on the float path."""
     from skimage.transform import pyramid_reduce
 
     from model import data as D
@@ -50,7 +51,8 @@ def test_default_path_costs_at_most_0_02_db_on_val_faces():
         lrs = [np.clip(np.rint(pyramid_reduce(h, downscale=4, channel_axis=-1) * 255), 0, 255)
                .astype(np.uint8) for h in hrs]
         psnr = {}
-        for name, up in {"fp32": Upscaler.from_weights(device="cpu", precision="fp32", backend="torch"),
+        for name, up in {"fp32": Upscaler.from_weights(device="cpu", precision="fp32", backend="torch",
+                                                       fast_8bit=False),
                          "default": Upscaler.from_weights(device="cpu")}.items():
             psnr[name] = np.mean([M.y_psnr(up.upscale(lr), hr) for lr, hr in zip(lrs, hrs)])
     finally:
