@@ -99,6 +99,9 @@ def test_a_refused_file_is_explained_in_plain_words(page, partner):
 
 def test_an_admin_requeues_jobs_that_really_failed(page, partner, admin_key, stack_storage):
     busy = partner.client.submit(encode(synthetic_portrait(16 * TILE))).json()["id"]  # keeps the worker busy
+    # The worker reads the next job's original while its model runs (WORKER_OVERLAP): this one's, before
+    # the deletes below; the victims after it wait for the model, unread.
+    partner.client.submit(encode(synthetic_portrait(TILE)))
     partner.client.wait(busy, until=lambda j: j["status"] == "running")
     victims = [partner.client.submit(encode(synthetic_portrait(40, seed=i))).json()["id"] for i in (1, 2)]
     originals = {}
