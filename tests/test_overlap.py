@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from sqlalchemy import func, select
 
 from shared.models import Job, JobEvent, JobStatus
 from shared.storage import result_key
+from tests.fake_runtime import Runtime
 from tests.imagegen import encode, post_image, synthetic_portrait
 from worker.overlap import Overlap
 
@@ -39,14 +39,6 @@ class HeldUpscaler:
         if progress:
             progress(1, 1)
         return pixels.repeat(4, axis=0).repeat(4, axis=1)
-
-
-@dataclass
-class Runtime:
-    settings: object
-    sessions: object
-    storage: object
-    upscaler: HeldUpscaler
 
 
 @pytest.fixture

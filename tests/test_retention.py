@@ -10,7 +10,6 @@ not what is under test here).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -25,6 +24,7 @@ from shared.retention import settle_seconds
 from shared.storage import result_key
 from shared.webhooks import WebhookDelivery
 from tests.conftest import authed
+from tests.fake_runtime import Runtime
 from tests.imagegen import encode, post_image, synthetic_portrait
 from tests.test_openapi import conforms
 from worker.pipeline import process_job
@@ -49,16 +49,6 @@ class RepeatUpscaler:
             if done and self.on_tile:
                 self.on_tile(done)
         return pixels.repeat(4, axis=0).repeat(4, axis=1)
-
-
-@dataclass
-class Runtime:
-    """What worker.pipeline.process_job reads of a worker's runtime (worker/runtime.py)."""
-
-    settings: object
-    sessions: object
-    storage: object
-    upscaler: RepeatUpscaler
 
 
 class EraseDuringResultWrite:
