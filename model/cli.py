@@ -12,7 +12,7 @@ and `evaluate` hand their arguments to `model.train.main` / `model.evaluate.main
 result is exactly 4x the crop). `--face N` finds the faces (model/faces.py), numbers them left to right
 from 1, prints them, and upscales the N-th with its head-and-shoulders crop at `--aspect`; a photo with
 fewer than N faces is an error for that file. These are the crops POST /v1/faces suggests.
-`--quality` averages the net over the photo's 8 orientations (model/ensemble.py): ~8x the time.
+`--quality` averages the net over the photo and its mirror image (model/ensemble.py): ~2x the time.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="network precision (default: int8 on CPU when the weights' quantized model is there "
                          "and OpenVINO is installed; else bf16 on GPUs and bf16-capable CPUs, else fp32)")
     up.add_argument("--quality", action="store_true",
-                    help="average the net over the photo's 8 orientations (model/ensemble.py): ~8x slower, "
+                    help="average the net over the photo and its mirror image (model/ensemble.py): ~2x slower, "
                          "a little sharper, nothing invented")
     up.add_argument("--print-size", default=None, metavar="WxH(in|cm)",
                     help="fit the 4x result to this print (e.g. 11x14in), turned to the photo's orientation")
