@@ -44,7 +44,10 @@ def load_shipped(weights: Path | None, tile: int, precision: str | None = "fp32"
         return up, f"{up.name} {up.version} ({path.name})"
     import yaml
 
-    cfg = yaml.safe_load((REPO / "model" / "configs" / "espcn_x4.yaml").read_text())
+    config = REPO / "model" / "configs" / f"{path.stem}.yaml"  # the architecture the file would have had
+    if not config.is_file():
+        config = REPO / "model" / "configs" / f"{DEFAULT_WEIGHTS.stem}.yaml"
+    cfg = yaml.safe_load(config.read_text())
     torch.manual_seed(0)
     net = ESPCN(ESPCNConfig.from_dict(cfg["model"])).eval()
     up = Upscaler(net, name=cfg["name"], color=cfg["color"], device="cpu", tile=tile, precision=precision)
@@ -264,15 +267,14 @@ def rss_report(args) -> str:
 
 
 def macs_per_lr_pixel(config: ESPCNConfig) -> int:
-    """Multiply-adds per input pixel: what bounds the speed of a net this small on a CPU."""
-    widths = [config.channels, *config.widths, config.channels * config.scale ** 2]
-    kernels = [config.first_kernel] + [3] * len(config.widths)
-    return sum(k * k * cin * cout for k, cin, cout in zip(kernels, widths, widths[1:]))
+    """Multiply-adds per input pixel: what bounds the speed of a net this small on a CPU. Every conv is
+    stride 1 with same padding, so each weight is one multiply-add per LR pixel (residual blocks included)."""
+    return sum(m.weight.numel() for m in ESPCN(config).modules() if isinstance(m, torch.nn.Conv2d))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, default=None, help="default: model/weights/espcn_x4.pt")
+    p.add_argument("--weights", type=Path, default=None, help="default: model/weights/espcn_rb_x4.pt")
     p.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[128, 512, 1024],
                    help="input edges, comma-separated (default 128,512,1024)")
     p.add_argument("--tile", type=int, default=512, help="Upscaler tile (default 512, the service's)")
