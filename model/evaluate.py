@@ -162,7 +162,7 @@ def evaluate_net(net: ESPCN, color: str, limit: int | None = 1000, seed: int = 0
 # ------------------------------------------------------------------------------------------ reporting
 def shipped_cards(weights_dir: Path = WEIGHTS_DIR) -> list[Path]:
     cards = sorted(p for p in weights_dir.glob("*.json") if p.with_suffix(".pt").is_file())
-    order = {"seed_x4": 0, "espcn_x4": 2}
+    order = {"seed_x4": 0, "espcn_x4": 1, "espcn_rb_x4": 3}  # the production default last
     return sorted(cards, key=lambda p: (order.get(p.stem, 1), p.stem))
 
 

@@ -1,7 +1,8 @@
 """int8 for the OpenVINO backend: NNCF post-training quantization, saved as OpenVINO IR beside the weights.
 
     pip install nncf==3.4.0       # only to make the file; the service needs only openvino to read it
-    python -m model.quantize      # model/weights/espcn_x4.pt → espcn_x4.int8.xml + .bin (~10 s)
+    python -m model.quantize      # model/weights/espcn_rb_x4.pt → espcn_rb_x4.int8.xml + .bin (~10 s)
+    python -m model.quantize --weights model/weights/espcn_x4.pt   # the same for 1.1.0
 
 The graph is the 8-bit one of model/rgb8.py: 8-bit RGB in (a 1x1 conv makes BT.601 luma), the luma
 residual out. Calibration: the last 300 faces of faces/val (the first 700, where bench/speed.py

@@ -55,7 +55,7 @@ from model.tiling import Tile, plan_tiles
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "espcn_x4.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "espcn_rb_x4.pt"
 COLORS = {"rgb": 3, "y_bt601": 1}  # colour convention → channels the net takes
 Progress = Callable[[int, int], None]
 
@@ -166,7 +166,7 @@ class Upscaler:
     def from_weights(cls, path: str | Path | None = None, device: str = "auto", tile: int = 512,
                      *, precision: str | None = None, batch_size: int | None = None,
                      backend: str = "auto", fast_8bit: bool = True) -> Upscaler:
-        """Load `<name>.pt` (a state_dict), its model card `<name>.json` (default: espcn_x4), and the
+        """Load `<name>.pt` (a state_dict), its model card `<name>.json` (default: espcn_rb_x4), and the
         int8 model `<name>.int8.xml` when it exists and was made from these weights (model/quantize.py)."""
         path = Path(path) if path is not None else DEFAULT_WEIGHTS
         card_path = path.with_suffix(".json")

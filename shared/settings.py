@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "model" / "weights" / "espcn_x4.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "model" / "weights" / "espcn_rb_x4.pt"
 
 
 class Settings(BaseSettings):

@@ -119,7 +119,7 @@ def test_cli_main(fake_data):
 
 
 def test_shipped_configs_load():
-    for name in ("seed", "espcn_x4"):
+    for name in ("seed", "espcn_x4", "espcn_rb_x4"):
         cfg = T.load_config(name)
         assert cfg["model"]["channels"] == (1 if cfg["color"] == "y_bt601" else 3)
     assert T.load_config("seed")["model"] == ESPCNConfig().to_dict()
