@@ -45,6 +45,7 @@ def _serve_metrics(**_) -> None:
     settings = get_settings()
     metrics.serve(settings.metrics_port, settings.metrics_addr)
 
+
 @signals.worker_ready.connect
 def _start_decoder(**_) -> None:
     """The image decoder process (worker/decode_guard.py) starts now, not on the first job."""

@@ -296,5 +296,3 @@ def _crashed(proc) -> DecoderCrashed:
     else:
         how = "no answer"
     return DecoderCrashed(f"the image decoder crashed ({how}); the file is probably malformed")
-
-

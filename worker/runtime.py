@@ -48,7 +48,6 @@ class Runtime:
         return Overlap(self)
 
 
-
 _runtime: Runtime | None = None
 
 

@@ -1,6 +1,7 @@
 """The shipped weights through the service path, and the quality cost of the default fast path.
 
-Skips when model/weights/espcn_rb_x4.pt (the default) is not there yet, or when ../shared/data (val faces) is absent.
+Skips when model/weights/espcn_rb_x4.pt (the default) is not there yet, or when ../shared/data (val faces)
+is absent.
 """
 from __future__ import annotations
 
