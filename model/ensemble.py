@@ -7,9 +7,9 @@ not hold (nothing generative), it only averages away the net's left/right bias.
 
 Why not the classic x8 (4 rotations, each also mirrored): a face net is not a general one. It was
 trained on upright faces with left/right flips only, and on a face turned by 90°, 180° or 270° it does
-0.37–0.55 dB worse than upright (100 val faces, `espcn_rb_x4` 2.0.0, per orientation), so the x8 mean
+0.36–0.55 dB worse than upright (100 val faces, `espcn_rb_x4` 2.0.0, per orientation), so the x8 mean
 lost 0.07–0.18 dB against the plain upscale where the mirror pair gains 0.05–0.10 dB
-(bench/ensemble.py; bench/README.md). Twice the time for that gain.
+(`python bench/ensemble.py --each`; bench/README.md). Twice the time for that gain.
 """
 from __future__ import annotations
 
