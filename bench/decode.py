@@ -10,7 +10,6 @@ replacement decoder, if any) is done.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -19,18 +18,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def machine_cpu_seconds() -> float:
-    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="128,512")
     parser.add_argument("--decodes", type=int, default=100)
     args = parser.parse_args(argv)
 
-    from bench.service import face_images
+    from bench.service import face_images, machine_cpu_seconds
     from bench.speed import cpu_header
     from model.images import decode_image
     from worker import decode_guard

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service import (face_images, header, median, model_alone, profiled_worker,  # noqa: E402
-                           running_service, time_model)
+from bench.service import (face_images, header, machine_cpu_seconds, median, model_alone,  # noqa: E402
+                           profiled_worker, running_service, time_model)
 
 QUEUE = "celery"
 
@@ -72,12 +72,6 @@ def drain(service, app, images: list[bytes], jobs: int) -> dict:
     cpu = machine_cpu_seconds() - cpu_before
     return {"drain": (last - first).total_seconds(), "cpu_ms": cpu / jobs * 1000,
             "busy": cpu / (time.monotonic() - started) / os.cpu_count()}
-
-
-def machine_cpu_seconds() -> float:
-    """CPU time the whole machine spent busy (all processes: the stack, its servers, this bench)."""
-    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv=None) -> int:

@@ -44,25 +44,16 @@ class Service:
     def worker_pid(self) -> int:
         """The Celery worker's pid (the solo pool runs tasks in it): the process under honcho running
         `celery -A worker.app worker` (not the shell around it, nor its decoder forkserver)."""
-        parents, commands = {}, {}
-        for entry in filter(str.isdigit, os.listdir("/proc")):
+        from tests.api_process import descendants
+
+        found = []
+        for pid in descendants(self.stack.proc.pid):
             try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-                commands[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            except (OSError, ValueError, IndexError):
-                continue
-
-        def under_stack(pid: int) -> bool:
-            while pid > 1:
-                if pid == self.stack.proc.pid:
-                    return True
-                pid = parents.get(pid, 0)
-            return False
-
-        found = [pid for pid, cmd in commands.items()
-                 if cmd[0] != b"/bin/sh" and b"worker.app" in cmd and any(c.endswith(b"celery") for c in cmd[:2])
-                 and under_stack(pid)]
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue  # exited between the listing and the read
+            if cmd[0] != b"/bin/sh" and b"worker.app" in cmd and any(c.endswith(b"celery") for c in cmd[:2]):
+                found.append(pid)
         if not found:
             raise RuntimeError("no Celery worker process in the stack")
         return min(found)
@@ -189,6 +180,12 @@ def header(upscaler) -> str:
     return (f"{cpu_header()}\n{versions()}; Python {platform.python_version()}\n"
             f"model: {upscaler.name} {upscaler.version}, {upscaler.backend} {upscaler.precision}, "
             f"{upscaler.threads} threads, tile {upscaler.tile}; load average {os.getloadavg()[0]:.2f}")
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time the whole machine spent busy (all processes: the stack, its servers, this bench)."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values, q: float) -> float:

@@ -21,7 +21,8 @@ from shared.storage import Storage
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _descendants(root: int) -> list[int]:
+def descendants(root: int) -> list[int]:
+    """`root` and every process below it, from /proc (parents first)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -98,7 +99,7 @@ class ApiProcess:
     def cpu_seconds(self) -> float:
         """User + system CPU of gunicorn's master and workers (every process below honcho but honcho)."""
         total = 0
-        for pid in _descendants(self.proc.pid)[1:]:
+        for pid in descendants(self.proc.pid)[1:]:
             try:
                 fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
             except OSError:
@@ -108,7 +109,7 @@ class ApiProcess:
 
     def gunicorn_pid(self) -> int:
         """gunicorn's master: the first process below honcho whose command line names gunicorn."""
-        for pid in _descendants(self.proc.pid)[1:]:
+        for pid in descendants(self.proc.pid)[1:]:
             try:
                 if b"gunicorn" in open(f"/proc/{pid}/cmdline", "rb").read():
                     return pid
