@@ -1,6 +1,6 @@
-"""The job state machine. Every transition is ONE conditional UPDATE (status, and for a worker's writes
-its attempt number) plus an append-only `job_events` row, in the caller's transaction. A stale or
-duplicate actor matches no row and changes nothing.
+"""The job state machine. Every transition is ONE statement in the caller's transaction: a conditional
+UPDATE (status, and for a worker's writes its attempt number) that also appends its `job_events` row.
+A stale or duplicate actor matches no row and changes nothing.
 
     queued ──claim──▶ running ──succeed──▶ succeeded
       ▲  │              │ ├─fail (permanent, or attempts used up)──▶ failed ──requeue──▶ queued
@@ -20,9 +20,10 @@ import logging
 import random
 import uuid
 from datetime import timedelta
+from typing import NamedTuple
 
-from sqlalchemy import and_, event, func, or_, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Interval, Select, and_, bindparam, event, func, insert, literal, or_, select, text, update
+from sqlalchemy.orm import Session, aliased
 
 from shared import metrics, webhooks
 from shared.failures import Failure, failure
@@ -86,18 +87,47 @@ def _forget_rolled_back_transitions(session: Session) -> None:
     session.info.pop(_TRANSITIONS, None)
 
 
-def _move(session: Session, job_id: uuid.UUID, frm: JobStatus, to: JobStatus, *where, values=None,
-          event=None) -> Job | None:
-    """frm → to in one conditional UPDATE; the event is written only when the row matched."""
-    job = session.execute(
-        update(Job).where(Job.id == job_id, Job.status == frm, *where)
-        .values(status=to, updated_at=func.now(), **(values or {}))
-        .returning(Job).execution_options(populate_existing=True)).scalar_one_or_none()
+class Move(NamedTuple):
+    """A transition's one statement (see `_move`): frm → to, and the event fields it writes."""
+
+    frm: JobStatus
+    to: JobStatus
+    statement: Select
+
+
+def _transition(frm: JobStatus, to: JobStatus, *where, values: dict, event_fields=()) -> Move:
+    """frm → to as one statement: a conditional UPDATE whose returned row, if one matched, also writes
+    its event (a data-modifying CTE): one round trip, and no unit of work to flush the event later.
+    The job id is the bind parameter `job_id`, each event field `event_<name>`. Building it costs
+    about a millisecond of Python (the CTE's columns): the worker's moves are built once, below."""
+    moved = (update(Job).where(Job.id == bindparam("job_id"), Job.status == frm, *where)
+             .values(status=to, updated_at=func.now(), **values)
+             .returning(*Job.__table__.c).cte("moved"))
+    columns = JobEvent.__table__.c
+    fields = {"from_status": literal(frm, columns.from_status.type), "to_status": literal(to, columns.to_status.type),
+              **{name: bindparam(f"event_{name}", type_=columns[name].type) for name in event_fields}}
+    rows = select(moved.c.id, moved.c.attempts, *fields.values())
+    write_event = insert(JobEvent).from_select(["job_id", "attempt", *fields], rows).cte("write_event")
+    statement = select(aliased(Job, moved)).add_cte(write_event).execution_options(populate_existing=True)
+    return Move(frm, to, statement)
+
+
+def _move(session: Session, move: Move, job_id: uuid.UUID, event: dict | None = None, **params) -> Job | None:
+    """Run a transition; the job as it now is, or None when no row matched (nothing written)."""
+    event = event or {}
+    bound = {"job_id": job_id, **{f"event_{name}": value for name, value in event.items()}, **params}
+    job = session.scalars(move.statement, bound).one_or_none()
     if job is not None:
-        _event(session, job, frm, to, **(event or {}))
-        if to.is_terminal() and to not in TOMBSTONES:  # no callback for an erase or an expiry
+        session.info.setdefault(_TRANSITIONS, []).append(_log_fields(job, move.frm, move.to, event))
+        if move.to.is_terminal() and move.to not in TOMBSTONES:  # no callback for an erase or an expiry
             webhooks.enqueue_event(session, job)  # same transaction: the callback cannot be lost
     return job
+
+
+def _once(job_id: uuid.UUID, frm: JobStatus, to: JobStatus, *where, values=None, event=None) -> tuple:
+    """(move, job id, event) for a transition built for this one call (the moves that are rare)."""
+    event = event or {}
+    return _transition(frm, to, *where, values=values or {}, event_fields=tuple(event)), job_id, event
 
 
 def create(session: Session, job: Job, actor: str | None = None) -> None:
@@ -111,6 +141,17 @@ def _claimable():
             or_(Job.next_attempt_at.is_(None), Job.next_attempt_at <= func.now()))
 
 
+# The worker's two moves per job, built once (bind parameters for everything that varies).
+_CLAIM = _transition(Q, R, *_claimable(), event_fields=("worker",), values=dict(
+    attempts=Job.attempts + 1, started_at=func.now(), worker=bindparam("worker"),
+    lease_expires_at=func.now() + bindparam("lease", type_=Interval()), next_attempt_at=None, progress_done=None,
+    progress_total=None))
+_SUCCEED = _transition(R, OK, Job.attempts == bindparam("attempt"), event_fields=("worker",), values=dict(
+    finished_at=func.now(), lease_expires_at=None, error=None, error_code=None,
+    **{name: bindparam(name) for name in ("result_key", "output_width", "output_height", "model_name",
+                                          "model_version", "progress_done", "progress_total")}))
+
+
 def claimable_input(session: Session, job_id: uuid.UUID) -> str | None:
     """The original's key of a job that `claim` would take now, else None (a read: nothing changes)."""
     return session.scalar(select(Job.input_key).where(Job.id == job_id, Job.status == Q, *_claimable()))
@@ -118,12 +159,8 @@ def claimable_input(session: Session, job_id: uuid.UUID) -> str | None:
 
 def claim(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: int) -> Job | None:
     """queued → running for a new attempt, holding a lease; None when not claimable now."""
-    return _move(
-        session, job_id, Q, R, *_claimable(),
-        values=dict(attempts=Job.attempts + 1, started_at=func.now(), worker=worker,
-                    lease_expires_at=func.now() + timedelta(seconds=lease_seconds),
-                    next_attempt_at=None, progress_done=None, progress_total=None),
-        event=dict(worker=worker))
+    return _move(session, _CLAIM, job_id, event=dict(worker=worker), worker=worker,
+                 lease=timedelta(seconds=lease_seconds))
 
 
 def heartbeat(session: Session, job: Job, lease_seconds: int, done: int | None, total: int | None):
@@ -139,9 +176,16 @@ def _fenced(job: Job):
     return (Job.attempts == job.attempts,)
 
 
-def succeed(session: Session, job: Job, **values) -> bool:
-    done = dict(finished_at=func.now(), lease_expires_at=None, error=None, error_code=None, **values)
-    return _move(session, job.id, R, OK, *_fenced(job), values=done, event=dict(worker=job.worker)) is not None
+def succeed(session: Session, job: Job, *, result_key: str, output_width: int | None = None,
+            output_height: int | None = None, model_name: str | None = None, model_version: str | None = None,
+            progress_done: int | None = None, progress_total: int | None = None) -> bool:
+    """running → succeeded for this attempt (fields left out are NULL, as the claim left them); False
+    if the job was no longer ours."""
+    moved = _move(session, _SUCCEED, job.id, event=dict(worker=job.worker), attempt=job.attempts,
+                  result_key=result_key, output_width=output_width, output_height=output_height,
+                  model_name=model_name, model_version=model_version, progress_done=progress_done,
+                  progress_total=progress_total)
+    return moved is not None
 
 
 def fail_or_retry(session: Session, job: Job, why: Failure, *, detail: str, backoff: float) -> JobStatus | None:
@@ -152,27 +196,27 @@ def fail_or_retry(session: Session, job: Job, why: Failure, *, detail: str, back
     common = dict(error=why.message, error_code=why.code, lease_expires_at=None)
     noted = dict(worker=job.worker, error=f"{why.code}: {detail}"[:2000])
     if why.permanent or job.attempts >= job.attempts_allowed:
-        moved = _move(session, job.id, R, FAIL, *_fenced(job), values=dict(finished_at=func.now(), **common),
-                      event=noted)
+        moved = _move(session, *_once(job.id, R, FAIL, *_fenced(job),
+                                      values=dict(finished_at=func.now(), **common), event=noted))
         return FAIL if moved else None
-    moved = _move(session, job.id, R, Q, *_fenced(job),
-                  values=dict(next_attempt_at=func.now() + timedelta(seconds=backoff), enqueued_at=None,
-                              worker=None, **common),
-                  event=dict(noted, reason=f"retry in {backoff:.1f}s"))
+    moved = _move(session, *_once(job.id, R, Q, *_fenced(job),
+                                  values=dict(next_attempt_at=func.now() + timedelta(seconds=backoff),
+                                              enqueued_at=None, worker=None, **common),
+                                  event=dict(noted, reason=f"retry in {backoff:.1f}s")))
     return Q if moved else None
 
 
 def cancel_running(session: Session, job: Job, reason: str) -> bool:
     """A worker that noticed a cancel request stops and records it."""
-    return _move(session, job.id, R, CANCEL, *_fenced(job),
-                 values=dict(finished_at=func.now(), lease_expires_at=None),
-                 event=dict(worker=job.worker, reason=reason)) is not None
+    return _move(session, *_once(job.id, R, CANCEL, *_fenced(job),
+                                 values=dict(finished_at=func.now(), lease_expires_at=None),
+                                 event=dict(worker=job.worker, reason=reason))) is not None
 
 
 def request_cancel(session: Session, job_id: uuid.UUID, actor: str | None) -> Job | None:
     """Cancel a queued job at once; flag a running one for its worker. None if neither applies."""
-    job = _move(session, job_id, Q, CANCEL, values=dict(finished_at=func.now(), cancel_requested=True),
-                event=dict(actor=actor, reason="cancelled while queued"))
+    job = _move(session, *_once(job_id, Q, CANCEL, values=dict(finished_at=func.now(), cancel_requested=True),
+                                event=dict(actor=actor, reason="cancelled while queued")))
     if job is None:
         job = session.execute(
             update(Job).where(Job.id == job_id, Job.status == R).values(cancel_requested=True)
@@ -184,11 +228,12 @@ def requeue(session: Session, job_id: uuid.UUID, actor: str, reason: str, max_at
     """failed | cancelled → queued with a fresh allowance of attempts. None unless it was in one of those:
     never an expired or erased job, whose original is gone."""
     for frm in (FAIL, CANCEL):
-        job = _move(session, job_id, frm, Q,
-                    values=dict(attempts_allowed=Job.attempts + max_attempts, next_attempt_at=None,
-                                enqueued_at=None, cancel_requested=False, finished_at=None, error=None,
-                                error_code=None, result_key=None, output_width=None, output_height=None),
-                    event=dict(actor=actor, reason=reason))
+        job = _move(session, *_once(
+            job_id, frm, Q,
+            values=dict(attempts_allowed=Job.attempts + max_attempts, next_attempt_at=None, enqueued_at=None,
+                        cancel_requested=False, finished_at=None, error=None, error_code=None, result_key=None,
+                        output_width=None, output_height=None),
+            event=dict(actor=actor, reason=reason)))
         if job is not None:
             return job
     return None
@@ -223,7 +268,7 @@ def expire_lease(session: Session, job_id: uuid.UUID, backoff_base: float,
         values = dict(next_attempt_at=func.now() + timedelta(seconds=delay), enqueued_at=None, worker=None,
                       lease_expires_at=None, error=lost.message, error_code=lost.code)
         note = dict(note, reason=f"lease expired; retry in {delay:.1f}s")
-    job = _move(session, job_id, R, to, *fence, values=values, event=note)
+    job = _move(session, *_once(job_id, R, to, *fence, values=values, event=note))
     return (job, to) if job is not None else None
 
 
@@ -256,7 +301,7 @@ def erase(session: Session, job_id: uuid.UUID, actor: str, reason: str) -> Job |
     values = dict(result_key=result_key(partner_id, job_id), lease_expires_at=None)
     if not frm.is_terminal():
         values.update(finished_at=func.now(), cancel_requested=True)
-    return _move(session, job_id, frm, ERASED, values=values, event=dict(actor=actor, reason=reason))
+    return _move(session, *_once(job_id, frm, ERASED, values=values, event=dict(actor=actor, reason=reason)))
 
 
 def retention_due(session: Session, retention_days: int, limit: int = 200) -> list[uuid.UUID]:
@@ -274,10 +319,10 @@ def expire(session: Session, job_id: uuid.UUID, retention_days: int) -> Job | No
     row = session.execute(select(Job.status, Job.partner_id).where(Job.id == job_id)).one_or_none()
     if row is None or row.status not in (OK, FAIL, CANCEL):
         return None
-    return _move(session, job_id, row.status, EXPIRED,
-                 Job.finished_at < func.now() - timedelta(days=retention_days),
-                 values=dict(result_key=result_key(row.partner_id, job_id)),
-                 event=dict(reason=f"retention: finished more than {retention_days} days ago"))
+    return _move(session, *_once(job_id, row.status, EXPIRED,
+                                 Job.finished_at < func.now() - timedelta(days=retention_days),
+                                 values=dict(result_key=result_key(row.partner_id, job_id)),
+                                 event=dict(reason=f"retention: finished more than {retention_days} days ago")))
 
 
 def unpurged_tombstones(session: Session, settle_seconds: float,
