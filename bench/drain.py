@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service import (face_images, header, machine_cpu_seconds, median, model_alone,  # noqa: E402
+from bench.service import (cpu_by_process, face_images, header, machine_cpu_seconds, median, model_alone,  # noqa: E402
                            profiled_worker, running_service, time_model)
 
 QUEUE = "celery"
@@ -51,7 +51,7 @@ def drain(service, app, images: list[bytes], jobs: int) -> dict:
         if response.status_code != 202:
             raise RuntimeError(f"submit answered {response.status_code}: {response.text[:300]}")
         ids.append(response.json()["id"])
-    cpu_before, started = machine_cpu_seconds(), time.monotonic()
+    cpu_before, roles_before, started = machine_cpu_seconds(), cpu_by_process(), time.monotonic()
     consuming(app, True)
     deadline = time.monotonic() + 60 + jobs * 2
     while time.monotonic() < deadline:
@@ -69,8 +69,9 @@ def drain(service, app, images: list[bytes], jobs: int) -> dict:
                                     .where(Job.id.in_(ids))).one()
     if ok != jobs:
         raise RuntimeError(f"only {ok} of {jobs} jobs succeeded")
-    cpu = machine_cpu_seconds() - cpu_before
-    return {"drain": (last - first).total_seconds(), "cpu_ms": cpu / jobs * 1000,
+    cpu, roles = machine_cpu_seconds() - cpu_before, cpu_by_process()
+    by_role = {r: (roles[r] - roles_before.get(r, 0.0)) / jobs * 1000 for r in roles}
+    return {"drain": (last - first).total_seconds(), "cpu_ms": cpu / jobs * 1000, "by_role": by_role,
             "busy": cpu / (time.monotonic() - started) / os.cpu_count()}
 
 
@@ -98,16 +99,20 @@ def main(argv=None) -> int:
         print("| round | drain s | ms per job | model alone s | model ms per job | **ratio** | machine CPU ms per job "
               "| CPUs busy |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
-        ratios = []
+        ratios, by_role = [], []
         for r in range(args.rounds):
             with profiled_worker(service, args.profile and args.profile.with_suffix(f".{r + 1}.raw")):
                 got = drain(service, app, images, args.jobs)
             model = sum(time_model(upscaler, images[i % len(images)]) for i in range(args.jobs))
             ratios.append(model / got["drain"])
+            by_role.append(got["by_role"])
             print(f"| {r + 1} | {got['drain']:.2f} | {got['drain'] / args.jobs * 1000:.1f} | {model:.2f} | "
                   f"{model / args.jobs * 1000:.1f} | **{ratios[-1]:.2f}** | {got['cpu_ms']:.1f} | {got['busy']:.0%} |",
                   flush=True)
         print(f"\nmedian ratio over {args.rounds} rounds: **{median(ratios):.2f}** of model speed")
+        roles = sorted({r for got in by_role for r in got}, key=lambda r: -median([g.get(r, 0) for g in by_role]))
+        print("\nCPU ms per job by process (median over rounds): " + ", ".join(
+            f"{r} {median([g.get(r, 0) for g in by_role]):.1f}" for r in roles))
         app.close()
     return 0
 

@@ -188,6 +188,31 @@ def machine_cpu_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
+# What each process is, from its command line (first match wins): the stack's roles and its servers.
+ROLES = [("postgres", "postgres"), ("redis-server", "redis"), ("weed", "s3"), ("gunicorn", "api"),
+         ("worker.sweeper", "sweeper"), ("worker.webhooks", "webhooks"), ("celery", "worker"),
+         ("multiprocessing", "decoder"), ("honcho", "honcho")]
+
+
+def cpu_by_process() -> dict[str, float]:
+    """CPU seconds (user + system) each role has used so far, summed over its live processes; this
+    bench's own process is "bench", anything unrecognised "other". Diff two calls for a window (a
+    process that exited meanwhile is missing from the second: keep windows free of restarts)."""
+    tick, me, out = os.sysconf("SC_CLK_TCK"), os.getpid(), {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": utime and stime are the 12th and 13th
+        role = "bench" if int(entry.name) == me else next((r for m, r in ROLES if m in cmd), "other")
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def pct(values, q: float) -> float:
     """The q-quantile (0-1) of `values`, linear between ranks (numpy's default)."""
     return float(np.quantile(np.asarray(values, dtype=float), q))
