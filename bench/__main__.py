@@ -9,6 +9,7 @@
 - poll_cpu: CPU ms of one job poll in the API process, key cache off vs on.
 - poll_load: GET /v1/jobs/<id> latency at fixed request rates against gunicorn (and POST /v1/jobs).
 - job_overhead: submit → poll sees `succeeded` through the real processes vs the model alone (512²).
+- transitions: Python CPU and wall ms of a job's claimable read, claim and success against Postgres.
 - drain: one worker draining 200 queued 128² jobs vs the model alone on the same images.
 - png: time and size of the worker's PNG encoder vs zlib, Pillow and OpenCV on real results.
 - decode: the worker's isolated decode vs in-process decoding.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 BENCHES = {name: f"{name}.py" for name in (
     "speed", "gpu", "faces", "faces_api", "ensemble", "chaos", "train_step", "poll_cpu", "poll_load",
-    "job_overhead", "drain", "png", "decode")}
+    "job_overhead", "drain", "transitions", "png", "decode")}
 
 
 def main() -> int:

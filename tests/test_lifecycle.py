@@ -83,6 +83,8 @@ def test_concurrent_claims_of_one_job_have_one_winner(sessions):
     job = get(sessions, job_id)
     assert job.status is S.RUNNING and job.attempts == 1 and job.worker == f"w{wins[0]}"
     assert history(sessions, job_id) == [(None, "queued", 0), ("queued", "running", 1)]
+    with sessions() as s:  # the event is written by the claim's own statement, from the row it moved
+        assert lifecycle.events(s, job_id)[-1].worker == f"w{wins[0]}"
 
 
 def test_stale_worker_is_fenced_out_after_its_lease_was_taken(sessions):
@@ -104,6 +106,9 @@ def test_stale_worker_is_fenced_out_after_its_lease_was_taken(sessions):
     with sessions() as s, s.begin():
         assert lifecycle.succeed(s, second, result_key="again") is False
     assert [h[1] for h in history(sessions, job_id)].count("succeeded") == 1
+    with sessions() as s:
+        done = lifecycle.events(s, job_id)[-1]
+        assert (done.to_status, done.attempt, done.worker) == (S.SUCCEEDED, 2, "new")
 
 
 def test_transient_failures_back_off_then_fail_after_max_attempts(sessions):
