@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service import (face_images, header, median, model_alone, pct, profiled_worker,  # noqa: E402
-                           running_service, time_model)
+from bench.service import (cpu_by_process, face_images, header, median, model_alone, pct,  # noqa: E402
+                           profiled_worker, running_service, time_model)
 
 
 def run_job(client, data: bytes, poll_s: float) -> dict:
@@ -71,13 +71,18 @@ def main(argv=None) -> int:
         for data in images[:3]:  # warm-up: the worker loads the model, both runtimes settle
             run_job(service.client, data, poll_s)
             time_model(upscaler, data)
-        rows, all_jobs, all_model = [], [], []
+        rows, all_jobs, all_model, cpu = [], [], [], {}
         with profiled_worker(service, args.profile):
             for r in range(args.rounds):
                 jobs, model = [], []
                 for data in images:  # interleaved: a job through the service, then the model alone on it
+                    before = cpu_by_process()
                     jobs.append(run_job(service.client, data, poll_s))
+                    for role, seconds in cpu_by_process().items():
+                        cpu[role] = cpu.get(role, 0.0) + seconds - before.get(role, 0.0)
+                    started = time.process_time()
                     model.append(time_model(upscaler, data))
+                    cpu["model alone"] = cpu.get("model alone", 0.0) + time.process_time() - started
                 all_jobs += jobs
                 all_model += model
                 rows.append((f"round {r + 1}", jobs, model))
@@ -94,6 +99,12 @@ def main(argv=None) -> int:
                   f"{pct([j['total'] for j in jobs], .95) * 1000:.1f} | **{pct(over, .5):.0%}** | "
                   f"**{pct(over, .95):.0%}** | {col['post']:.1f} | {col['queue']:.1f} | {col['worker']:.1f} | "
                   f"{col['worker'] - m * 1000:.1f} | {col['lag']:.1f} |")
+        # The machine's CPU budget: a job cannot take less wall time than its CPU time / the cores.
+        per_job = {role: seconds / len(all_jobs) * 1000 for role, seconds in cpu.items() if role != "model alone"}
+        print(f"\nCPU ms per job through the service, by process (all rounds; bench = this client): "
+              + ", ".join(f"{r} {v:.1f}" for r, v in sorted(per_job.items(), key=lambda kv: -kv[1]) if v >= 0.05)
+              + f"; total {sum(per_job.values()):.0f}, against {cpu['model alone'] / len(all_jobs) * 1000:.0f} "
+              f"for the model alone (decode included)")
     return 0
 
 
