@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import db
 from api.key_cache import KeyCache
+from api.waits import JobWaits
 from shared import logs
 from shared.db import make_engine, make_session_factory
 from shared.queue import make_celery
@@ -33,6 +34,7 @@ class Services:
     model: dict  # {"name", "version"} of the configured weights, from their model card
     keys: KeyCache  # recently verified API keys (api/key_cache.py)
     reads: Engine  # `engine` in autocommit mode: each request's reads (api/db.py)
+    waits: JobWaits  # long polls, GET /v1/jobs/<id>?wait= (api/waits.py)
 
 
 def configured_model(settings: Settings) -> dict:
@@ -57,7 +59,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["portraits"] = Services(
         settings=settings, engine=engine, sessions=make_session_factory(engine),
         storage=Storage(settings), celery=make_celery(settings), model=configured_model(settings),
-        keys=KeyCache(settings.key_cache_seconds), reads=db.autocommit(engine))
+        keys=KeyCache(settings.key_cache_seconds), reads=db.autocommit(engine),
+        waits=JobWaits(settings.database_url, settings.poll_waiters_per_process))
     db.install(app)
 
     from api import (admin, auth, cli, errors, faces, health, jobs, limits, listing, logcontext, metrics,

@@ -29,10 +29,16 @@ def connection() -> Connection:
     return conn
 
 
-def _release(exc: BaseException | None) -> None:
+def release() -> None:
+    """Give this request's connection back to the pool now (a long poll, while it waits); the next
+    read checks one out again."""
     conn = g.pop("db_connection", None)
     if conn is not None:
         conn.close()
+
+
+def _release(exc: BaseException | None) -> None:
+    release()
 
 
 def install(app: Flask) -> None:

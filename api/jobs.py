@@ -216,7 +216,37 @@ def publish_quietly(services, job_id: uuid.UUID) -> bool:
 
 @bp.get("/<job_id>")
 def get_job(job_id: str):
-    return jsonify(_load(job_id).to_dict())
+    """The job; with `?wait=N`, held until it is final or N seconds passed (api/waits.py)."""
+    seconds = _wait_seconds(request.args.get("wait"))
+    job = _load(job_id)
+    if not seconds or job.status.is_terminal():
+        return jsonify(job.to_dict())
+    db.release()  # no pooled connection held while waiting
+
+    def read() -> LoadedJob:
+        try:
+            return _load(job.id)
+        finally:
+            db.release()
+
+    job, outcome = _services().waits.wait(job.id, read, lambda j: j.status.is_terminal(), seconds)
+    response = jsonify(job.to_dict())
+    response.headers["Portraits-Wait"] = outcome
+    return response
+
+
+def _wait_seconds(text: str | None) -> float:
+    """The query parameter `wait`: 0 when absent; a number of seconds up to POLL_WAIT_MAX_SECONDS, else 400."""
+    if text is None:
+        return 0.0
+    limit = _services().settings.poll_wait_max_seconds
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= limit:  # also NaN
+        raise InvalidRequest(f"wait must be a number of seconds from 0 to {limit:g}", field="wait")
+    return seconds
 
 
 @bp.post("/<job_id>/cancel")

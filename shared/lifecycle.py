@@ -22,7 +22,8 @@ import uuid
 from datetime import timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Interval, Select, and_, bindparam, event, func, insert, literal, or_, select, text, update
+from sqlalchemy import (Interval, Select, String, and_, bindparam, cast, event, func, insert, literal, or_, select,
+                        text, update)
 from sqlalchemy.orm import Session, aliased
 
 from shared import metrics, webhooks
@@ -32,6 +33,7 @@ from shared.storage import result_key
 
 log = logging.getLogger("jobs")
 _TRANSITIONS = "portraits.transitions"  # session.info key: transitions to log once committed
+TRANSITIONS_CHANNEL = "job_transitions"  # Postgres NOTIFY channel: every committed move, its job id as payload
 
 Q, R, OK, FAIL, CANCEL = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED,
                           JobStatus.CANCELLED)
@@ -108,7 +110,11 @@ def _transition(frm: JobStatus, to: JobStatus, *where, values: dict, event_field
               **{name: bindparam(f"event_{name}", type_=columns[name].type) for name in event_fields}}
     rows = select(moved.c.id, moved.c.attempts, *fields.values())
     write_event = insert(JobEvent).from_select(["job_id", "attempt", *fields], rows).cte("write_event")
-    statement = select(aliased(Job, moved)).add_cte(write_event).execution_options(populate_existing=True)
+    # ...and tells the API processes waiting on this job (GET /v1/jobs/<id>?wait=, api/waits.py): Postgres
+    # delivers the notification at commit, and never for a rolled-back move.
+    notify = func.pg_notify(TRANSITIONS_CHANNEL, cast(moved.c.id, String))
+    statement = (select(aliased(Job, moved), notify).add_cte(write_event)
+                 .execution_options(populate_existing=True))
     return Move(frm, to, statement)
 
 

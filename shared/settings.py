@@ -114,6 +114,13 @@ class Settings(BaseSettings):
                                    "POST /v1/faces has the same limit, counted apart.")
     rate_limit_default: str = Field("600/minute", description="All other requests per API key.")
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty = none.")
+    poll_wait_max_seconds: float = Field(
+        20.0, ge=0, le=60, description="The longest `wait` a poll may ask for (GET /v1/jobs/<id>?wait=N: the "
+                                       "answer is held until the job is final or N seconds passed). 0 = no "
+                                       "long polls.")
+    poll_waiters_per_process: int = Field(
+        2, ge=0, description="Long polls one API process holds at a time (each holds one of its threads); "
+                             "one more is answered at once, as a plain poll, with `Portraits-Wait: busy`.")
     key_cache_seconds: float = Field(
         10.0, ge=0, le=300, description="An API key verified within this many seconds is trusted from the API "
                                         "process's memory (no database round trip); a revoked key keeps working "

@@ -91,7 +91,10 @@ def test_security_matches_the_auth_rules():
 # ------------------------------------------------------------------------------------------ schemathesis
 @pytest.fixture
 def fuzz_app(make_app):
-    return make_app(rate_limit_submit="100000/minute", rate_limit_default="100000/minute")
+    # Long polls of the queued and running jobs would hold the fuzzer for seconds each: wait ≤ 50 ms
+    # here, and a larger `wait` (the document allows up to 60) is the 400 the document names.
+    return make_app(rate_limit_submit="100000/minute", rate_limit_default="100000/minute",
+                    poll_wait_max_seconds=0.05)
 
 
 @pytest.fixture

@@ -36,6 +36,25 @@ def test_submit_poll_and_download_a_4x_png(partner, other_partner):
     assert other_partner.client.get(f"/v1/jobs/{job_id}/result").status_code == 404
 
 
+def test_a_long_poll_answers_with_the_final_job(stack, partner):
+    from tests.system.test_metrics import scrape, value
+
+    before = scrape(f"{stack.url}/metrics")
+    job_id = partner.client.submit(portrait(8 * TILE)).json()["id"]  # 64 tiles, ~2.6 s
+    answers = []
+    while not answers or answers[-1][1] in ("queued", "running"):
+        assert len(answers) < 10, answers
+        response = partner.client.get(f"/v1/jobs/{job_id}?wait=20")
+        assert response.status_code == 200, response.text
+        answers.append((response.headers.get("Portraits-Wait"), response.json()["status"]))
+    assert answers[-1] == ("final", "succeeded"), answers
+    after = scrape(f"{stack.url}/metrics")
+    assert value(after, "portraits_api_long_polls_total", outcome="final") > \
+        value(before, "portraits_api_long_polls_total", outcome="final")
+    # The API process learnt of the success from the worker's transition (Postgres NOTIFY), not a recheck.
+    assert value(after, "portraits_api_long_poll_wakeups_total") > value(before, "portraits_api_long_poll_wakeups_total")
+
+
 def test_progress_is_visible_while_running(partner):
     job_id = partner.client.submit(portrait(8 * TILE)).json()["id"]  # 64 tiles, ~2.6 s
     job, seen = partner.client.wait(job_id)
