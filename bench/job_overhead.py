@@ -2,6 +2,7 @@
 
     python bench/job_overhead.py                       # 512² faces, 4 rounds of 8 jobs, poll every 10 ms
     python bench/job_overhead.py --size 128 --rounds 3 --jobs 10 --poll-ms 5
+    python bench/job_overhead.py --wait 20             # long polls (GET ?wait=20) instead of polling
 
 Starts the real processes (bench/service.py: the Procfile under honcho, its own database, Redis and
 bucket), then, round after round, for each of `--jobs` val faces resized to size² (JPEG q92): POST
@@ -31,8 +32,9 @@ from bench.service import (cpu_by_process, face_images, header, median, model_al
                            profiled_worker, running_service, time_model)
 
 
-def run_job(client, data: bytes, poll_s: float) -> dict:
-    """Submit, poll until terminal; the client's timings and the job's own timestamps."""
+def run_job(client, data: bytes, poll_s: float, wait_s: float = 0) -> dict:
+    """Submit, poll until terminal (every `poll_s`, or long polls of `wait_s`); the client's timings and
+    the job's own timestamps."""
     started = time.perf_counter()
     response = client.submit(data)
     posted = time.perf_counter()
@@ -40,6 +42,9 @@ def run_job(client, data: bytes, poll_s: float) -> dict:
         raise RuntimeError(f"submit answered {response.status_code}: {response.text[:300]}")
     job = response.json()
     while job["status"] in ("queued", "running"):
+        if wait_s:
+            job = client.get(f"/v1/jobs/{job['id']}?wait={wait_s:g}").json()
+            continue
         time.sleep(poll_s)
         job = client.get(f"/v1/jobs/{job['id']}").json()
     seen, seen_wall = time.perf_counter(), time.time()  # the database's clock is this machine's
@@ -57,6 +62,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=8, help="jobs per round (distinct faces)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--poll-ms", type=float, default=10.0, help="pause between polls (default 10)")
+    parser.add_argument("--wait", type=float, default=0,
+                        help="long polls (GET ?wait=N) instead of polling every --poll-ms (default: off)")
     parser.add_argument("--profile", type=Path, help="py-spy the worker during the rounds into this file")
     args = parser.parse_args(argv)
 
@@ -66,10 +73,10 @@ def main(argv=None) -> int:
         print(header(upscaler))
         print(f"service: Procfile under honcho (gunicorn 2x4 gthread, solo worker, TORCH_THREADS="
               f"{service.settings.torch_threads}); {args.size}² JPEG faces, {args.jobs} jobs x {args.rounds} rounds, "
-              f"one at a time, poll every {args.poll_ms:g} ms\n")
+              f"one at a time, " + (f"long polls of {args.wait:g} s\n" if args.wait else f"poll every {args.poll_ms:g} ms\n"))
         poll_s = args.poll_ms / 1000
         for data in images[:3]:  # warm-up: the worker loads the model, both runtimes settle
-            run_job(service.client, data, poll_s)
+            run_job(service.client, data, poll_s, args.wait)
             time_model(upscaler, data)
         rows, all_jobs, all_model, cpu = [], [], [], {}
         with profiled_worker(service, args.profile):
@@ -77,7 +84,7 @@ def main(argv=None) -> int:
                 jobs, model = [], []
                 for data in images:  # interleaved: a job through the service, then the model alone on it
                     before = cpu_by_process()
-                    jobs.append(run_job(service.client, data, poll_s))
+                    jobs.append(run_job(service.client, data, poll_s, args.wait))
                     for role, seconds in cpu_by_process().items():
                         cpu[role] = cpu.get(role, 0.0) + seconds - before.get(role, 0.0)
                     started = time.process_time()
