@@ -61,15 +61,22 @@ def until_waiting(waits: JobWaits, job_id, count: int = 1) -> None:
          lambda seen: seen["n"] == count and seen["up"], timeout=60)
 
 
-def test_a_long_poll_answers_when_the_job_is_final(app, keys):
+def waiting_request(app, keys, running: bool, waiters: int = 2):
+    """A job of partner acme's and a long poll (wait=20) waiting on it in a thread, with the listener
+    up: (waits, job id, thread, answer, the partner's client)."""
     key, partner = keys(partner="acme")
-    waits = slow_rechecks(app)
-    job_id = new_job(app, partner, running=False)
-    thread, answer = wait_in_thread(authed(app, key), job_id, 20)
+    client = authed(app, key)
+    waits = slow_rechecks(app, waiters)
+    job_id = new_job(app, partner, running=running)
+    thread, answer = wait_in_thread(client, job_id, 20)
     until_waiting(waits, job_id)
+    return waits, job_id, thread, answer, client
+
+
+def test_a_long_poll_answers_when_the_job_is_final(app, keys):
+    waits, job_id, thread, answer, _ = waiting_request(app, keys, running=False)
     with app.extensions["portraits"].sessions() as s, s.begin():  # queued → running wakes it: not final yet
         assert lifecycle.claim(s, job_id, "test-worker", 60)
-    assert thread.is_alive() or answer["outcome"] != "final"
     succeed(app, job_id)
     thread.join(60)
     assert answer == {"status": 200, "body": answer["body"], "outcome": "final"}
@@ -99,12 +106,7 @@ def test_a_final_job_or_no_wait_is_answered_at_once(app, keys):
 
 
 def test_waiters_past_the_limit_are_answered_at_once_as_busy(app, keys):
-    key, partner = keys(partner="acme")
-    client = authed(app, key)
-    waits = slow_rechecks(app, waiters=1)
-    job_id = new_job(app, partner, running=True)
-    thread, answer = wait_in_thread(client, job_id, 20)
-    until_waiting(waits, job_id)
+    waits, job_id, thread, answer, client = waiting_request(app, keys, running=True, waiters=1)
     busy = client.get(f"/v1/jobs/{job_id}?wait=20")
     assert busy.status_code == 200 and busy.get_json()["status"] == "running"
     assert busy.headers["Portraits-Wait"] == "busy"
@@ -134,11 +136,7 @@ def test_the_listener_reconnects_after_its_connection_is_killed(app, keys):
     """As after a Postgres restart: the waiting request is woken by a move made after the reconnect."""
     from sqlalchemy import text
 
-    key, partner = keys(partner="acme")
-    waits = slow_rechecks(app)
-    job_id = new_job(app, partner, running=True)
-    thread, answer = wait_in_thread(authed(app, key), job_id, 20)
-    until_waiting(waits, job_id)
+    waits, job_id, thread, answer, _ = waiting_request(app, keys, running=True)
     engine = app.extensions["portraits"].engine
     listeners = text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                      "AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()")
