@@ -40,7 +40,7 @@ def test_a_long_poll_answers_with_the_final_job(stack, partner):
     from tests.system.test_metrics import scrape, value
 
     before = scrape(f"{stack.url}/metrics")
-    job_id = partner.client.submit(portrait(8 * TILE)).json()["id"]  # 64 tiles, ~2.6 s
+    job_id = partner.client.submit(portrait(16 * TILE)).json()["id"]  # 256 tiles, ~10 s: still running at the poll
     answers = []
     while not answers or answers[-1][1] in ("queued", "running"):
         assert len(answers) < 10, answers
