@@ -66,6 +66,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
     if origins:
         CORS(app, resources={r"/v1/*": {"origins": origins}},
              allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
-             expose_headers=["Location", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"],
+             expose_headers=["Location", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining",
+                             "Portraits-Wait"],
              max_age=600)
     return limiter

@@ -171,6 +171,12 @@ def test_cors_only_for_configured_origins(make_app, keys):
     assert allowed.headers.get("Access-Control-Allow-Origin") == "https://memorial.example"
     denied = client.options("/v1/jobs", headers={"Origin": "https://evil.example", **preflight})
     assert "Access-Control-Allow-Origin" not in denied.headers
+    # A browser client may read what it needs: where its job is, when to retry, how its long poll ended.
+    key, _ = keys(partner="acme")
+    answer = client.get(f"/v1/jobs/{uuid.uuid4()}", headers={"Origin": "https://memorial.example",
+                                                             "Authorization": f"Bearer {key}"})
+    exposed = {h.strip() for h in answer.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"Location", "Retry-After", "Portraits-Wait"} <= exposed
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/cb", "http://localhost/cb", "http://10.0.0.5/cb",
