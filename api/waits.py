@@ -2,9 +2,9 @@
 
 A client that polls every few milliseconds for its result costs the machine more than the wait saves
 it (bench/job_overhead.py: ~60 CPU-ms per 512² job at a 10 ms poll, API, client, Postgres and Redis
-together) and still learns of the result up to a poll late. Every job transition is one statement
-that also runs `pg_notify('job_transitions', <job id>)` (shared/lifecycle.py), which Postgres delivers
-when, and only if, the move commits. Each API process listens on that channel on one connection of
+together) and still learns of the result up to a poll late. Every move of a job to a final status is
+one statement that also runs `pg_notify('job_finished', <job id>)` (shared/lifecycle.py), which
+Postgres delivers when, and only if, the move commits. Each API process listens on that channel on one connection of
 its own, from a daemon thread started by the first wait (after gunicorn's fork), and wakes the
 requests waiting on that job; a woken request reads the job again and answers once it is final.
 
@@ -26,7 +26,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from shared import metrics
-from shared.lifecycle import TRANSITIONS_CHANNEL
+from shared.lifecycle import FINISHED_CHANNEL
 
 log = logging.getLogger(__name__)
 RECHECK_SECONDS = 2.0  # a waiter reads its job at least this often, notification or not
@@ -110,7 +110,7 @@ class JobWaits:
         while not self._closed.is_set():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {TRANSITIONS_CHANNEL}")
+                    conn.execute(f"LISTEN {FINISHED_CHANNEL}")
                     self._listening.set()
                     backoff = 0.5
                     while not self._closed.is_set():

@@ -33,7 +33,7 @@ from shared.storage import result_key
 
 log = logging.getLogger("jobs")
 _TRANSITIONS = "portraits.transitions"  # session.info key: transitions to log once committed
-TRANSITIONS_CHANNEL = "job_transitions"  # Postgres NOTIFY channel: every committed move, its job id as payload
+FINISHED_CHANNEL = "job_finished"  # Postgres NOTIFY channel: a committed move to a final status; payload: job id
 
 Q, R, OK, FAIL, CANCEL = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED,
                           JobStatus.CANCELLED)
@@ -52,7 +52,12 @@ def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | 
 
 def _event(session: Session, job: Job, frm: JobStatus | None, to: JobStatus, **fields) -> None:
     session.add(JobEvent(job_id=job.id, from_status=frm, to_status=to, attempt=job.attempts, **fields))
-    session.info.setdefault(_TRANSITIONS, []).append(_log_fields(job, frm, to, fields))
+    _note(session, job, frm, to, fields)
+
+
+def _note(session: Session, job: Job, frm: JobStatus | None, to: JobStatus, event_fields: dict) -> None:
+    """Log and count the transition once its transaction commits (below)."""
+    session.info.setdefault(_TRANSITIONS, []).append(_log_fields(job, frm, to, event_fields))
 
 
 def _log_fields(job: Job, frm: JobStatus | None, to: JobStatus, event_fields: dict) -> dict:
@@ -110,30 +115,32 @@ def _transition(frm: JobStatus, to: JobStatus, *where, values: dict, event_field
               **{name: bindparam(f"event_{name}", type_=columns[name].type) for name in event_fields}}
     rows = select(moved.c.id, moved.c.attempts, *fields.values())
     write_event = insert(JobEvent).from_select(["job_id", "attempt", *fields], rows).cte("write_event")
-    # ...and tells the API processes waiting on this job (GET /v1/jobs/<id>?wait=, api/waits.py): Postgres
-    # delivers the notification at commit, and never for a rolled-back move.
-    notify = func.pg_notify(TRANSITIONS_CHANNEL, cast(moved.c.id, String))
-    statement = (select(aliased(Job, moved), notify).add_cte(write_event)
-                 .execution_options(populate_existing=True))
+    answer = [aliased(Job, moved)]
+    if to.is_terminal():  # ...and tells the API processes waiting for the job to end (api/waits.py):
+        # Postgres delivers the notification at commit, never for a rolled-back move.
+        answer.append(func.pg_notify(FINISHED_CHANNEL, cast(moved.c.id, String)))
+    statement = select(*answer).add_cte(write_event).execution_options(populate_existing=True)
     return Move(frm, to, statement)
 
 
-def _move(session: Session, move: Move, job_id: uuid.UUID, event: dict | None = None, **params) -> Job | None:
-    """Run a transition; the job as it now is, or None when no row matched (nothing written)."""
+def _run(session: Session, move: Move, job_id: uuid.UUID, event: dict | None = None, **params) -> Job | None:
+    """Run a built transition; the job as it now is, or None when no row matched (nothing written)."""
     event = event or {}
     bound = {"job_id": job_id, **{f"event_{name}": value for name, value in event.items()}, **params}
     job = session.scalars(move.statement, bound).one_or_none()
     if job is not None:
-        session.info.setdefault(_TRANSITIONS, []).append(_log_fields(job, move.frm, move.to, event))
+        _note(session, job, move.frm, move.to, event)
         if move.to.is_terminal() and move.to not in TOMBSTONES:  # no callback for an erase or an expiry
             webhooks.enqueue_event(session, job)  # same transaction: the callback cannot be lost
     return job
 
 
-def _once(job_id: uuid.UUID, frm: JobStatus, to: JobStatus, *where, values=None, event=None) -> tuple:
-    """(move, job id, event) for a transition built for this one call (the moves that are rare)."""
+def _move(session: Session, job_id: uuid.UUID, frm: JobStatus, to: JobStatus, *where, values=None,
+          event=None) -> Job | None:
+    """frm → to, built for this one call (the rare moves; the worker's are built once, below)."""
     event = event or {}
-    return _transition(frm, to, *where, values=values or {}, event_fields=tuple(event)), job_id, event
+    move = _transition(frm, to, *where, values=values or {}, event_fields=tuple(event))
+    return _run(session, move, job_id, event)
 
 
 def create(session: Session, job: Job, actor: str | None = None) -> None:
@@ -171,8 +178,8 @@ def claimable_input(session: Session, job_id: uuid.UUID) -> str | None:
 
 def claim(session: Session, job_id: uuid.UUID, worker: str, lease_seconds: int) -> Job | None:
     """queued → running for a new attempt, holding a lease; None when not claimable now."""
-    return _move(session, _CLAIM, job_id, event=dict(worker=worker), worker=worker,
-                 lease=timedelta(seconds=lease_seconds))
+    return _run(session, _CLAIM, job_id, event=dict(worker=worker), worker=worker,
+                lease=timedelta(seconds=lease_seconds))
 
 
 def heartbeat(session: Session, job: Job, lease_seconds: int, done: int | None, total: int | None):
@@ -193,10 +200,10 @@ def succeed(session: Session, job: Job, *, result_key: str, output_width: int | 
             progress_done: int | None = None, progress_total: int | None = None) -> bool:
     """running → succeeded for this attempt (fields left out are NULL, as the claim left them); False
     if the job was no longer ours."""
-    moved = _move(session, _SUCCEED, job.id, event=dict(worker=job.worker), attempt=job.attempts,
-                  result_key=result_key, output_width=output_width, output_height=output_height,
-                  model_name=model_name, model_version=model_version, progress_done=progress_done,
-                  progress_total=progress_total)
+    moved = _run(session, _SUCCEED, job.id, event=dict(worker=job.worker), attempt=job.attempts,
+                 result_key=result_key, output_width=output_width, output_height=output_height,
+                 model_name=model_name, model_version=model_version, progress_done=progress_done,
+                 progress_total=progress_total)
     return moved is not None
 
 
@@ -208,27 +215,27 @@ def fail_or_retry(session: Session, job: Job, why: Failure, *, detail: str, back
     common = dict(error=why.message, error_code=why.code, lease_expires_at=None)
     noted = dict(worker=job.worker, error=f"{why.code}: {detail}"[:2000])
     if why.permanent or job.attempts >= job.attempts_allowed:
-        moved = _move(session, *_once(job.id, R, FAIL, *_fenced(job),
-                                      values=dict(finished_at=func.now(), **common), event=noted))
+        moved = _move(session, job.id, R, FAIL, *_fenced(job), values=dict(finished_at=func.now(), **common),
+                      event=noted)
         return FAIL if moved else None
-    moved = _move(session, *_once(job.id, R, Q, *_fenced(job),
-                                  values=dict(next_attempt_at=func.now() + timedelta(seconds=backoff),
-                                              enqueued_at=None, worker=None, **common),
-                                  event=dict(noted, reason=f"retry in {backoff:.1f}s")))
+    moved = _move(session, job.id, R, Q, *_fenced(job),
+                  values=dict(next_attempt_at=func.now() + timedelta(seconds=backoff), enqueued_at=None,
+                              worker=None, **common),
+                  event=dict(noted, reason=f"retry in {backoff:.1f}s"))
     return Q if moved else None
 
 
 def cancel_running(session: Session, job: Job, reason: str) -> bool:
     """A worker that noticed a cancel request stops and records it."""
-    return _move(session, *_once(job.id, R, CANCEL, *_fenced(job),
-                                 values=dict(finished_at=func.now(), lease_expires_at=None),
-                                 event=dict(worker=job.worker, reason=reason))) is not None
+    return _move(session, job.id, R, CANCEL, *_fenced(job),
+                 values=dict(finished_at=func.now(), lease_expires_at=None),
+                 event=dict(worker=job.worker, reason=reason)) is not None
 
 
 def request_cancel(session: Session, job_id: uuid.UUID, actor: str | None) -> Job | None:
     """Cancel a queued job at once; flag a running one for its worker. None if neither applies."""
-    job = _move(session, *_once(job_id, Q, CANCEL, values=dict(finished_at=func.now(), cancel_requested=True),
-                                event=dict(actor=actor, reason="cancelled while queued")))
+    job = _move(session, job_id, Q, CANCEL, values=dict(finished_at=func.now(), cancel_requested=True),
+                event=dict(actor=actor, reason="cancelled while queued"))
     if job is None:
         job = session.execute(
             update(Job).where(Job.id == job_id, Job.status == R).values(cancel_requested=True)
@@ -240,12 +247,11 @@ def requeue(session: Session, job_id: uuid.UUID, actor: str, reason: str, max_at
     """failed | cancelled → queued with a fresh allowance of attempts. None unless it was in one of those:
     never an expired or erased job, whose original is gone."""
     for frm in (FAIL, CANCEL):
-        job = _move(session, *_once(
-            job_id, frm, Q,
-            values=dict(attempts_allowed=Job.attempts + max_attempts, next_attempt_at=None, enqueued_at=None,
-                        cancel_requested=False, finished_at=None, error=None, error_code=None, result_key=None,
-                        output_width=None, output_height=None),
-            event=dict(actor=actor, reason=reason)))
+        job = _move(session, job_id, frm, Q,
+                    values=dict(attempts_allowed=Job.attempts + max_attempts, next_attempt_at=None,
+                                enqueued_at=None, cancel_requested=False, finished_at=None, error=None,
+                                error_code=None, result_key=None, output_width=None, output_height=None),
+                    event=dict(actor=actor, reason=reason))
         if job is not None:
             return job
     return None
@@ -280,7 +286,7 @@ def expire_lease(session: Session, job_id: uuid.UUID, backoff_base: float,
         values = dict(next_attempt_at=func.now() + timedelta(seconds=delay), enqueued_at=None, worker=None,
                       lease_expires_at=None, error=lost.message, error_code=lost.code)
         note = dict(note, reason=f"lease expired; retry in {delay:.1f}s")
-    job = _move(session, *_once(job_id, R, to, *fence, values=values, event=note))
+    job = _move(session, job_id, R, to, *fence, values=values, event=note)
     return (job, to) if job is not None else None
 
 
@@ -313,7 +319,7 @@ def erase(session: Session, job_id: uuid.UUID, actor: str, reason: str) -> Job |
     values = dict(result_key=result_key(partner_id, job_id), lease_expires_at=None)
     if not frm.is_terminal():
         values.update(finished_at=func.now(), cancel_requested=True)
-    return _move(session, *_once(job_id, frm, ERASED, values=values, event=dict(actor=actor, reason=reason)))
+    return _move(session, job_id, frm, ERASED, values=values, event=dict(actor=actor, reason=reason))
 
 
 def retention_due(session: Session, retention_days: int, limit: int = 200) -> list[uuid.UUID]:
@@ -331,10 +337,10 @@ def expire(session: Session, job_id: uuid.UUID, retention_days: int) -> Job | No
     row = session.execute(select(Job.status, Job.partner_id).where(Job.id == job_id)).one_or_none()
     if row is None or row.status not in (OK, FAIL, CANCEL):
         return None
-    return _move(session, *_once(job_id, row.status, EXPIRED,
-                                 Job.finished_at < func.now() - timedelta(days=retention_days),
-                                 values=dict(result_key=result_key(row.partner_id, job_id)),
-                                 event=dict(reason=f"retention: finished more than {retention_days} days ago")))
+    return _move(session, job_id, row.status, EXPIRED,
+                 Job.finished_at < func.now() - timedelta(days=retention_days),
+                 values=dict(result_key=result_key(row.partner_id, job_id)),
+                 event=dict(reason=f"retention: finished more than {retention_days} days ago"))
 
 
 def unpurged_tombstones(session: Session, settle_seconds: float,

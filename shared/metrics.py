@@ -41,8 +41,8 @@ TASKS = Counter("portraits_worker_tasks", "Upscale tasks the worker ran, by what
 
 LONG_POLLS = Counter("portraits_api_long_polls", "GET /v1/jobs/<id>?wait= answers of jobs that were queued or "
                      "running, by outcome: final, timeout, busy (no free waiter: answered at once).", ["outcome"])
-LONG_POLL_WAKEUPS = Counter("portraits_api_long_poll_wakeups", "Waiting long polls woken by a job transition's "
-                            "notification (the rest wake on their periodic recheck or deadline).")
+LONG_POLL_WAKEUPS = Counter("portraits_api_long_poll_wakeups", "Waiting long polls woken by the notification of "
+                            "their job's move to a final status (the rest wake on their recheck or deadline).")
 
 DELIVERIES = Counter("portraits_webhook_deliveries", "Callback POSTs by outcome: delivered, retrying "
                      "(will be tried again), failed (refused URL or retry window over).", ["outcome"])
