@@ -184,8 +184,10 @@ def header(upscaler) -> str:
 
 def machine_cpu_seconds() -> float:
     """CPU time the whole machine spent busy (all processes: the stack, its servers, this bench)."""
-    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    from bench.load_stack import machine_busy
+    from tests.api_process import CLOCK_TICKS
+
+    return machine_busy()[0] / CLOCK_TICKS
 
 
 # What each process is, from its command line (first match wins): the stack's roles and its servers.
@@ -198,18 +200,19 @@ def cpu_by_process() -> dict[str, float]:
     """CPU seconds (user + system) each role has used so far, summed over its live processes; this
     bench's own process is "bench", anything unrecognised "other". Diff two calls for a window (a
     process that exited meanwhile is missing from the second: keep windows free of restarts)."""
-    tick, me, out = os.sysconf("SC_CLK_TCK"), os.getpid(), {}
+    from tests.api_process import process_cpu_seconds
+
+    me, out = os.getpid(), {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            stat = Path(entry.path, "stat").read_text()
+            seconds = process_cpu_seconds(int(entry.name))
         except OSError:
             continue  # exited meanwhile
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": utime and stime are the 12th and 13th
         role = "bench" if int(entry.name) == me else next((r for m, r in ROLES if m in cmd), "other")
-        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        out[role] = out.get(role, 0.0) + seconds
     return out
 
 

@@ -21,6 +21,12 @@ from shared.storage import Storage
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used so far (OSError once it has exited)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # after "pid (comm)"
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def descendants(root: int) -> list[int]:
     """`root` and every process below it, from /proc (parents first)."""
     children: dict[int, list[int]] = {}
@@ -98,14 +104,13 @@ class ApiProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of gunicorn's master and workers (every process below honcho but honcho)."""
-        total = 0
+        total = 0.0
         for pid in descendants(self.proc.pid)[1:]:
             try:
-                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                total += process_cpu_seconds(pid)
             except OSError:
                 continue  # exited between the listing and the read
-            total += int(fields[11]) + int(fields[12])
-        return total / CLOCK_TICKS
+        return total
 
     def gunicorn_pid(self) -> int:
         """gunicorn's master: the first process below honcho whose command line names gunicorn."""
