@@ -2,6 +2,8 @@
 
     python bench/drain.py                              # 200 queued 128² jobs, 3 rounds
     python bench/drain.py --jobs 100 --size 256 --rounds 2
+    python bench/drain.py --worker-threads 1           # the worker's model on one thread (alone: still 2)
+    python bench/drain.py --rounds 1 --profile /tmp/drain --gil   # where the worker's Python time goes
 
 Starts the real processes (bench/service.py). Each round: the worker stops consuming (Celery's
 `cancel_consumer`, a remote-control command it answers between tasks), `--jobs` faces resized to size²
@@ -81,14 +83,17 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="py-spy the worker during the drains into this file")
+    parser.add_argument("--gil", action="store_true", help="--profile only the thread holding the GIL")
+    parser.add_argument("--worker-threads", type=int, default=2,
+                        help="TORCH_THREADS of the worker (default 2); the model alone always runs on 2")
     args = parser.parse_args(argv)
 
     from shared.queue import make_celery
 
     images = face_images(16, args.size)
-    with running_service() as service:
+    with running_service(torch_threads=args.worker_threads) as service:
         app = make_celery(service.settings)
-        upscaler = model_alone(service.settings)
+        upscaler = model_alone(service.settings.model_copy(update={"torch_threads": 2}))
         print(header(upscaler))
         print(f"service: Procfile under honcho (gunicorn 2x4 gthread, solo worker, TORCH_THREADS="
               f"{service.settings.torch_threads}); {args.jobs} queued {args.size}² JPEG faces x {args.rounds} "
@@ -101,7 +106,7 @@ def main(argv=None) -> int:
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         ratios, by_role = [], []
         for r in range(args.rounds):
-            with profiled_worker(service, args.profile and args.profile.with_suffix(f".{r + 1}.raw")):
+            with profiled_worker(service, args.profile and args.profile.with_suffix(f".{r + 1}.raw"), args.gil):
                 got = drain(service, app, images, args.jobs)
             model = sum(time_model(upscaler, images[i % len(images)]) for i in range(args.jobs))
             ratios.append(model / got["drain"])

@@ -118,9 +118,10 @@ def running_service(**overrides):
 
 
 @contextlib.contextmanager
-def profiled_worker(service: Service, out: Path | None):
+def profiled_worker(service: Service, out: Path | None, gil: bool = False):
     """py-spy samples the live worker (every thread, 1000/s) while the block runs; `out` gets the raw
-    collapsed stacks (flamegraph.pl's input). Nothing when `out` is None."""
+    collapsed stacks (flamegraph.pl's input). `gil`: only the thread holding the GIL (where the
+    worker's Python time goes). Nothing when `out` is None."""
     if out is None:
         yield
         return
@@ -128,7 +129,8 @@ def profiled_worker(service: Service, out: Path | None):
     import subprocess
 
     spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(service.worker_pid()),
-                            "--rate", "1000", "--format", "raw", "--threads", "--nonblocking", "--output", str(out)])
+                            "--rate", "1000", "--format", "raw", "--threads", "--nonblocking",
+                            *(["--gil"] if gil else []), "--output", str(out)])
     time.sleep(1)  # attached
     try:
         yield
