@@ -45,7 +45,6 @@ class JobWaits:
         self._listening = threading.Event()  # set while the LISTEN connection is up
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
-        self.wakeups = 0  # waiting requests woken by a notification, since start (tests, debugging)
 
     def wait(self, job_id: uuid.UUID, read, is_final, seconds: float):
         """`read()` the job again until `is_final(job)` or `seconds` passed; returns (job, outcome) with
@@ -134,5 +133,4 @@ class JobWaits:
         with self._lock:
             for woken in self._events.get(job_id, ()):
                 woken.set()
-                self.wakeups += 1
                 metrics.LONG_POLL_WAKEUPS.inc()
