@@ -33,8 +33,14 @@ class Services:
     celery: Celery
     model: dict  # {"name", "version"} of the configured weights, from their model card
     keys: KeyCache  # recently verified API keys (api/key_cache.py)
-    reads: Engine  # `engine` in autocommit mode: each request's reads (api/db.py)
+    reads: Engine  # each request's reads: autocommit, no pre-ping, a pool of their own (api/db.py)
     waits: JobWaits  # long polls, GET /v1/jobs/<id>?wait= (api/waits.py)
+
+    def close(self) -> None:
+        """Stop the long polls' listener and close every pooled database connection (tests, benches)."""
+        self.waits.close()
+        self.engine.dispose()
+        self.reads.dispose()
 
 
 def configured_model(settings: Settings) -> dict:
@@ -59,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["portraits"] = Services(
         settings=settings, engine=engine, sessions=make_session_factory(engine),
         storage=Storage(settings), celery=make_celery(settings), model=configured_model(settings),
-        keys=KeyCache(settings.key_cache_seconds), reads=db.autocommit(engine),
+        keys=KeyCache(settings.key_cache_seconds), reads=db.reads_engine(settings.database_url),
         waits=JobWaits(settings.database_url, settings.poll_waiters_per_process))
     db.install(app)
 

@@ -63,7 +63,7 @@ def _verify(services, key_hash: str) -> Principal:
     """The key from the database (401 if unknown or revoked), then cached; last_used_at written if stale.
     Both statements run on the request's connection (api/db.py), which then reads the job too."""
     since_used = func.extract("epoch", func.now() - ApiKey.last_used_at)
-    found = db.connection().execute(
+    found = db.execute(
         select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.partner_id, ApiKey.callback_url, since_used)
         .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))).one_or_none()
     if found is None:
@@ -77,8 +77,9 @@ def _verify(services, key_hash: str) -> Principal:
 
 
 def _touch(key_id: uuid.UUID) -> None:
-    """One conditional UPDATE (its own transaction: the request's connection is in autocommit)."""
-    db.connection().execute(update(ApiKey).where(
+    """One conditional UPDATE (its own transaction: the request's connection is in autocommit); it may
+    run twice (`db.execute`): the second finds last_used_at fresh and changes nothing."""
+    db.execute(update(ApiKey).where(
         ApiKey.id == key_id, or_(ApiKey.last_used_at.is_(None),
                                  ApiKey.last_used_at < func.now() - LAST_USED_RESOLUTION))
         .values(last_used_at=func.now()))

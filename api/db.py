@@ -1,24 +1,45 @@
-"""One database connection per API request for its reads, in autocommit mode.
+"""One database connection per API request for its reads, in autocommit mode, with no pre-ping.
 
 A poll (`GET /v1/jobs/<id>`) used to open a session for the key and another for the job, and each
 ORM session runs BEGIN, the statement and ROLLBACK after the pool's pre-ping: five round trips to
-Postgres for one row. Here the request's first read checks a connection out (one pre-ping: a
-restarted Postgres still never fails a request), and every read of the request (the key when it
-is not cached, the job) runs on it as single statements in autocommit, with no BEGIN or ROLLBACK:
-each reads committed data, as the one-statement transactions before did. Writes that must be
-atomic across statements keep their own session and transaction (`services.sessions()`); a
-single-statement write such as the key's `last_used_at` may use this connection. The connection
-goes back to the pool when the request ends (teardown), also after an error.
+Postgres for one row. Here every read of the request (the key when it is not cached, the job) runs
+through `execute` on one connection, checked out on first use, as single statements in autocommit,
+with no BEGIN or ROLLBACK: each reads committed data, as the one-statement transactions before did.
+Writes that must be atomic across statements keep their own session and transaction
+(`services.sessions()`, whose pool pre-pings); a single-statement write that may run twice, such as
+the key's `last_used_at`, may use `execute` too. The connection goes back to the pool when the
+request ends (teardown), also after an error.
+
+These reads have a pool of their own without the pre-ping (a `SELECT 1` round trip before every
+poll, ~7 % of a poll's CPU). A restarted Postgres is found by the statement itself instead: the
+failed connection is invalidated, with every older one in the pool (SQLAlchemy does both), and
+`execute` runs the statement once more on a new connection, so a restart still fails no request
+(tests/test_request_cost.py).
 """
 from __future__ import annotations
 
 from flask import Flask, current_app, g
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Result
+from sqlalchemy.exc import DBAPIError
+
+from shared.db import make_engine
 
 
-def autocommit(engine: Engine) -> Engine:
-    """The same engine and pool, whose connections run each statement in its own transaction."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+def reads_engine(url: str) -> Engine:
+    """An engine and pool for requests' reads: each statement its own transaction, no pre-ping."""
+    return make_engine(url, pre_ping=False).execution_options(isolation_level="AUTOCOMMIT")
+
+
+def execute(statement, params: dict | None = None) -> Result:
+    """Run one statement on this request's connection; if that connection turns out dead (Postgres
+    restarted or dropped it), run it once more on a new one. Only for statements that may run twice."""
+    try:
+        return connection().execute(statement, params)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    release()  # back to the pool, which discards it (invalidated) and opens a new one on checkout
+    return connection().execute(statement, params)
 
 
 def connection() -> Connection:

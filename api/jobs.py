@@ -56,8 +56,8 @@ def _load(job_id: str | uuid.UUID) -> LoadedJob:
     except ValueError:
         raise JobNotFound(f"no job with id {job_id!r}") from None
     try:
-        row = db.connection().execute(_CALLERS_JOB, {"job_id": job_uuid,
-                                                     "partner_id": principal().partner_id}).one_or_none()
+        row = db.execute(_CALLERS_JOB, {"job_id": job_uuid,
+                                        "partner_id": principal().partner_id}).one_or_none()
     except SQLAlchemyError as exc:
         raise DependencyUnavailable("the job database is unavailable; try again shortly") from exc
     if row is None:

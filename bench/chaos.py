@@ -65,7 +65,7 @@ def main(argv=None) -> int:
                                image_size=args.image_size, workers=args.workers, timeout=args.timeout,
                                progress=progress)
         bar.close()
-        app.extensions["portraits"].engine.dispose()
+        app.extensions["portraits"].close()
     finally:
         redis.kill()
         s3.stop()

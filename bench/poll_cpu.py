@@ -58,7 +58,7 @@ def main(argv=None) -> int:
                     client.get(f"/v1/jobs/{job.id}")
                 cpu_ms[ttl].append((time.process_time() - start) / args.requests * 1000)
         for app in apps.values():
-            app.extensions["portraits"].engine.dispose()
+            app.extensions["portraits"].close()
     finally:
         drop_database(base, "portraits_poll_bench")
     off, on = statistics.median(cpu_ms[0]), statistics.median(cpu_ms[10])

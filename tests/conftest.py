@@ -126,8 +126,7 @@ def app(settings, storage, clean_state):
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
-    app.extensions["portraits"].waits.close()
-    app.extensions["portraits"].engine.dispose()
+    app.extensions["portraits"].close()
 
 
 @pytest.fixture
@@ -144,8 +143,7 @@ def make_app(settings, storage, clean_state):
 
     yield build
     for app in apps:
-        app.extensions["portraits"].waits.close()
-        app.extensions["portraits"].engine.dispose()
+        app.extensions["portraits"].close()
 
 
 @pytest.fixture

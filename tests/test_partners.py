@@ -57,7 +57,7 @@ def test_cached_keys_need_no_database_and_last_use_is_written_once_a_minute(app,
     clock = FakeClock()
     app.extensions["portraits"].keys = KeyCache(10, timer=clock)
     client, statements = authed(app, key), []
-    engine = app.extensions["portraits"].engine
+    engine = app.extensions["portraits"].reads  # where a request reads keys and jobs
 
     def count(conn, cursor, statement, *args):
         statements.append(statement.split()[0].upper())

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 import redis
 import requests
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.pool import NullPool
 
 from api.key_cache import KeyCache
 from tests.api_process import ApiProcess
@@ -88,14 +89,35 @@ def test_a_poll_is_one_statement_on_one_connection(app, keys):
     app.extensions["portraits"].keys = KeyCache(10, timer=clock)
     client = authed(app, key)
     assert client.get(f"/v1/jobs/{job_id}").status_code == 200  # verifies the key: cached from here
-    with sql_trace(app.extensions["portraits"].engine) as seen:
+    with sql_trace(app.extensions["portraits"].reads) as seen:
         for _ in range(3):
             assert client.get(f"/v1/jobs/{job_id}").status_code == 200
     assert seen == {"statements": ["SELECT"] * 3, "checkouts": 3}, seen  # no BEGIN/ROLLBACK, no 2nd session
     clock.now += 11  # past KEY_CACHE_SECONDS: the key is read again, on the same connection as the job
-    with sql_trace(app.extensions["portraits"].engine) as seen:
+    with sql_trace(app.extensions["portraits"].reads) as seen:
         assert client.get(f"/v1/jobs/{job_id}").status_code == 200
     assert seen == {"statements": ["SELECT", "SELECT"], "checkouts": 1}, seen
+
+
+def test_no_request_fails_after_postgres_drops_every_connection(app, keys, settings):
+    """A Postgres restart or failover closes every pooled connection; the next requests must not fail
+    with 503 (shared/db.py's pre-ping finds the dead connection and the pool opens a new one)."""
+    key, _ = keys(partner="acme")
+    job_id = submitted_job(app, key)
+    client = authed(app, key)
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 200  # the pool now holds idle connections
+    killer = create_engine(settings.database_url, poolclass=NullPool)
+    try:
+        with killer.connect() as conn:  # every idle backend of this database, as a restart would
+            dropped = conn.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'")).scalar()
+    finally:
+        killer.dispose()
+    assert dropped >= 1
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 200  # a read on the request's connection
+    assert client.get(f"/v1/jobs/{uuid.uuid4()}").status_code == 404
+    assert post_image(client, encode(synthetic_portrait(48))).status_code == 202  # a write in a session
 
 
 def test_a_poll_is_one_redis_command(app, keys, settings):
