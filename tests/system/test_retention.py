@@ -8,6 +8,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from tests.imagegen import encode, synthetic_portrait
+from tests.polling import poll
 
 pytestmark = pytest.mark.system
 
@@ -29,6 +30,8 @@ def test_the_sweeper_expires_portraits_past_retention(stack, partner):
 
     job, _ = partner.client.wait(job_id, until=lambda j: j["status"] == "expired", timeout=60)
     assert job["output"] is not None  # the row keeps its dimensions, not the pictures
-    assert requests.get(url, timeout=30).status_code in (403, 404)
+    # The sweeper commits the tombstone first and deletes the objects right after (shared/retention.py),
+    # so a poll can see `expired` a moment before the URL dies.
+    poll(lambda: requests.get(url, timeout=30).status_code, lambda status: status in (403, 404), timeout=30)
     result = partner.client.get(f"/v1/jobs/{job_id}/result", allow_redirects=False)
     assert result.status_code == 410 and result.json()["error"]["code"] == "result_gone"
