@@ -135,7 +135,7 @@ def check_table(device: torch.device, args) -> str:
     import cv2
 
     from model import metrics as M
-    from model.images import encode_png
+    from model.png import encode_png
 
     files = sorted(p for p in Path(args.check).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     hrs = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in files]

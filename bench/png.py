@@ -1,4 +1,4 @@
-"""PNG encoding of real results: time and size of `model.images.encode_png` against the encoder it
+"""PNG encoding of real results: time and size of `model.png.encode_png` against the encoder it
 replaced and against Pillow and OpenCV, on what the worker encodes (the model's 4x output of val faces).
 
     python bench/png.py                      # 128² and 512² inputs (512² and 2048² results), 7 runs
@@ -24,7 +24,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.service import face_images, header, model_alone  # noqa: E402
-from model.images import PNG_SIGNATURE, _chunk, _PNG_COLOR_TYPE, decode_image, encode_png  # noqa: E402
+from model.images import PNG_SIGNATURE, decode_image  # noqa: E402
+from model.png import _PNG_COLOR_TYPE, _chunk, encode_png  # noqa: E402
 
 
 def zlib_sub_png(img: np.ndarray) -> bytes:

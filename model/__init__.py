@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from model.images import ImageDecodeError, ImageTooLargeError, decode_image, encode_png
+from model.images import ImageDecodeError, ImageTooLargeError, decode_image
+from model.png import encode_png
 
 if TYPE_CHECKING:
     from model.upscaler import Upscaler

@@ -112,7 +112,8 @@ def upscale_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
 
     from model.crop import CropError, apply_crop
     from model.ensemble import upscale_ensemble
-    from model.images import ImageDecodeError, decode_image, encode_png, resize_lanczos
+    from model.images import ImageDecodeError, decode_image, resize_lanczos
+    from model.png import encode_png
 
     written: dict[str, Path] = {}
     bar = tqdm(files, desc=f"upscale ({upscaler.device}, {upscaler.backend} {upscaler.precision})", unit="img", file=sys.stderr)

@@ -187,7 +187,7 @@ def _decoder_processes() -> list[int]:
 
 
 def _png16(array: np.ndarray) -> bytes:
-    from model.images import encode_png
+    from model.png import encode_png
 
     return encode_png(array)
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model.crop import apply_crop
-from model.images import decode_image, encode_png
+from model.images import decode_image
+from model.png import encode_png
 from shared import lifecycle, logs, metrics
 from shared.failures import Failure, failure
 from shared.models import Job

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from flask import Response, current_app, stream_with_context
 
 from model.crop import CropError, apply_crop
-from model.images import ImageDecodeError, decode_image, encode_png, resize_lanczos
+from model.images import ImageDecodeError, decode_image, resize_lanczos
+from model.png import encode_png
 from model.print_size import fit_to_print, parse_print_size
 from shared.errors import DependencyUnavailable, InvalidRequest, JobNotFound, ResultNotReady
 from shared.models import Job, JobStatus

@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from model.images import encode_png
+from model.png import encode_png
 from tests.imagegen import synthetic_portrait
 
 SEED = 20261124

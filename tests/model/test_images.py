@@ -1,4 +1,5 @@
-"""decode_image / encode_png: modes, bit depths, EXIF orientation, bad bytes, size limits."""
+"""decode_image (model/images.py) / encode_png (model/png.py): modes, bit depths, EXIF orientation, bad
+bytes, size limits."""
 from __future__ import annotations
 
 import io
@@ -22,9 +23,9 @@ from model.images import (  # noqa: E402
     ImageTooLargeError,
     apply_orientation,
     decode_image,
-    encode_png,
     resize_lanczos,
 )
+from model.png import encode_png  # noqa: E402
 
 
 def pil_bytes(im: Image.Image, fmt: str = "PNG", **params) -> bytes:
@@ -134,7 +135,7 @@ def test_bands_deflated_in_parallel_make_one_valid_png(threads, dtype, channels)
 
 
 def test_adler32_of_bands_combines_like_zlib():
-    from model.images import _adler32_combine
+    from model.png import _adler32_combine
 
     rng = np.random.default_rng(0)
     for _ in range(200):
