@@ -16,23 +16,21 @@ tombstone's `result_key` is set: "objects may still exist under this job's keys"
 """
 from __future__ import annotations
 
-import logging
 import random
 import uuid
 from datetime import timedelta
 from typing import NamedTuple
 
-from sqlalchemy import (Interval, Select, String, and_, bindparam, cast, event, func, insert, literal, or_, select,
-                        text, update)
+from sqlalchemy import (Interval, Select, String, and_, bindparam, cast, func, insert, literal, or_, select, text,
+                        update)
 from sqlalchemy.orm import Session, aliased
 
-from shared import metrics, webhooks
+from shared import webhooks
 from shared.failures import Failure, failure
 from shared.models import Job, JobEvent, JobStatus
 from shared.storage import result_key
+from shared.transition_log import note
 
-log = logging.getLogger("jobs")
-_TRANSITIONS = "portraits.transitions"  # session.info key: transitions to log once committed
 FINISHED_CHANNEL = "job_finished"  # Postgres NOTIFY channel: a committed move to a final status; payload: job id
 
 Q, R, OK, FAIL, CANCEL = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED,
@@ -52,46 +50,7 @@ def backoff_seconds(attempt: int, base: float, cap: float, rng: random.Random | 
 
 def _event(session: Session, job: Job, frm: JobStatus | None, to: JobStatus, **fields) -> None:
     session.add(JobEvent(job_id=job.id, from_status=frm, to_status=to, attempt=job.attempts, **fields))
-    _note(session, job, frm, to, fields)
-
-
-def _note(session: Session, job: Job, frm: JobStatus | None, to: JobStatus, event_fields: dict) -> None:
-    """Log and count the transition once its transaction commits (below)."""
-    session.info.setdefault(_TRANSITIONS, []).append(_log_fields(job, frm, to, event_fields))
-
-
-def _log_fields(job: Job, frm: JobStatus | None, to: JobStatus, event_fields: dict) -> dict:
-    def ms(start, end):
-        return round((end - start).total_seconds() * 1000) if start and end else None
-
-    fields = {"job_id": str(job.id), "partner_id": str(job.partner_id) if job.partner_id else None,
-              "from": frm.value if frm else None, "to": to.value, "attempt": job.attempts,
-              "worker": event_fields.get("worker"), "actor": event_fields.get("actor"),
-              "error_code": job.error_code if to in (Q, FAIL) else None,
-              "reason": event_fields.get("reason")}
-    if to.is_terminal():
-        fields["run_ms"] = ms(job.started_at, job.finished_at) if frm is R else None
-        fields["total_ms"] = ms(job.created_at, job.finished_at)
-    elif to is R:
-        fields["waited_ms"] = ms(job.created_at, job.started_at)
-    return fields
-
-
-@event.listens_for(Session, "after_commit")
-def _log_committed_transitions(session: Session) -> None:
-    """One line per job transition, written only once it is committed (a rolled-back move never
-    happened), and counted in the same place (shared/metrics.py). `extra` carries the same fields: JSON
-    logs show them as fields (shared/logs.py)."""
-    for fields in session.info.pop(_TRANSITIONS, []):
-        shown = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None and k not in ("job_id", "from", "to"))
-        log.info("job %s: %s → %s %s", fields["job_id"], fields["from"] or "new", fields["to"], shown,
-                 extra={"job": fields})
-        metrics.observe_transition(fields)
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_rolled_back_transitions(session: Session) -> None:
-    session.info.pop(_TRANSITIONS, None)
+    note(session, job, frm, to, fields)
 
 
 class Move(NamedTuple):
@@ -129,7 +88,7 @@ def _run(session: Session, move: Move, job_id: uuid.UUID, event: dict | None = N
     bound = {"job_id": job_id, **{f"event_{name}": value for name, value in event.items()}, **params}
     job = session.scalars(move.statement, bound).one_or_none()
     if job is not None:
-        _note(session, job, move.frm, move.to, event)
+        note(session, job, move.frm, move.to, event)
         if move.to.is_terminal() and move.to not in TOMBSTONES:  # no callback for an erase or an expiry
             webhooks.enqueue_event(session, job)  # same transaction: the callback cannot be lost
     return job
