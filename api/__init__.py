@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     # Werkzeug answers 413 itself past this size, before the body is read.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, "portraits-api")
     app.extensions["portraits"] = Services(
         settings=settings, engine=engine, sessions=make_session_factory(engine),
         storage=Storage(settings), celery=make_celery(settings), model=configured_model(settings),

@@ -27,7 +27,8 @@ from shared.db import make_engine
 
 def reads_engine(url: str) -> Engine:
     """An engine and pool for requests' reads: each statement its own transaction, no pre-ping."""
-    return make_engine(url, pre_ping=False).execution_options(isolation_level="AUTOCOMMIT")
+    engine = make_engine(url, "portraits-api-reads", pre_ping=False)
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def execute(statement, params: dict | None = None) -> Result:

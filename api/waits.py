@@ -108,7 +108,8 @@ class JobWaits:
         backoff = 0.5
         while not self._closed.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5,
+                                     application_name="portraits-api-waits") as conn:
                     conn.execute(f"LISTEN {FINISHED_CHANNEL}")
                     self._listening.set()
                     backoff = 0.5

@@ -8,12 +8,13 @@ from sqlalchemy.orm import Session, sessionmaker
 import shared.tables  # noqa: F401  (every table on the metadata, whichever process this is)
 
 
-def make_engine(url: str, pre_ping: bool = True) -> Engine:
+def make_engine(url: str, role: str = "portraits", pre_ping: bool = True) -> Engine:
     # pool_pre_ping: a Postgres restart must not surface as an error on the next request. Without it
     # (the API's reads, api/db.py) the caller must run a statement again when its connection was dead.
     # connect_timeout: an unreachable database fails a request in seconds, not minutes.
+    # application_name: pg_stat_activity shows which process holds each connection (`role`).
     return create_engine(url, pool_pre_ping=pre_ping, pool_size=5, max_overflow=5,
-                         connect_args={"connect_timeout": 5})
+                         connect_args={"connect_timeout": 5, "application_name": role})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -22,7 +22,7 @@ class Runtime:
     storage: Storage = field(init=False)
 
     def __post_init__(self):
-        self.sessions = make_session_factory(make_engine(self.settings.database_url))
+        self.sessions = make_session_factory(make_engine(self.settings.database_url, "portraits-worker"))
         self.storage = Storage(self.settings)
 
     @cached_property

@@ -179,7 +179,7 @@ def _purge_idempotency(sessions, settings: Settings, report: SweepReport) -> Non
 
 
 def run_forever(settings: Settings, stop: threading.Event) -> None:
-    sessions = make_session_factory(make_engine(settings.database_url))
+    sessions = make_session_factory(make_engine(settings.database_url, "portraits-sweeper"))
     celery, storage = make_celery(settings), Storage(settings)
     log.info("sweeper running every %.1fs", settings.sweep_interval_seconds)
     while not stop.is_set():

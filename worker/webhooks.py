@@ -113,7 +113,7 @@ def main() -> None:
     settings = get_settings()
     logs.configure(settings.log_format)
     metrics.serve(settings.metrics_port, settings.metrics_addr)
-    sessions = make_session_factory(make_engine(settings.database_url))
+    sessions = make_session_factory(make_engine(settings.database_url, "portraits-webhooks"))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
