@@ -146,7 +146,7 @@ def test_the_listener_reconnects_after_its_connection_is_killed(app, keys):
     waits, job_id, thread, answer, _, woken = waiting_request(app, keys, running=True)
     engine = app.extensions["portraits"].engine
     listeners = text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                     "AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()")
+                     "AND application_name = 'portraits-api-waits' AND query LIKE 'LISTEN%'")
     with engine.connect() as conn:
         (old,) = conn.execute(listeners).scalars().all()
         conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": old})
