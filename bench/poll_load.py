@@ -15,9 +15,10 @@ its own process; it shares the 2 cores with the API, Postgres and Redis, so its 
 
 For each repeat, each rate runs once per stack (interleaved when --baseline is given), then POSTs
 at --post-rate. Printed per stack and rate: medians over the repeats of p50, p99 and max latency,
-the errors (failed connections, timeouts, any status but the expected one) summed over all
-repeats, API CPU ms per request (the gunicorn processes' CPU time / requests), and the generator's
-CPU in % of one core, and how busy the whole machine was. `--profile FILE`: py-spy's samples of
+each repeat's p99 (their spread is wide on a busy 2-core machine), the errors (failed connections,
+timeouts, any status but the expected one) summed over all repeats, API CPU ms per request (the
+gunicorn processes' CPU time / requests), the generator's CPU in % of one core, and how busy the
+whole machine was. `--profile FILE`: py-spy's samples of
 this checkout's API during the first repeat's last rate. docs/benchmarks.md has the figures.
 
 `--baseline DIR` (repeatable): another checkout (e.g. `git archive <commit> | tar -x -C /tmp/poll-base`)
@@ -89,17 +90,18 @@ def start_profiler(stack: ApiStack, out: Path, seconds: float) -> subprocess.Pop
 
 def report(title: str, rows: dict[tuple[str, str], list[dict]]) -> None:
     print(f"\n{title}\n")
-    print("| API | load | p50 ms | p99 ms | max ms | errors | API CPU ms/req | generator CPU % "
-          "| machine busy % |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| API | load | p50 ms | p99 ms | p99 of each repeat | max ms | errors | API CPU ms/req "
+          "| generator CPU % | machine busy % |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (name, load), runs in rows.items():
         med = {k: statistics.median(r[k] for r in runs) for k in ("p50", "p99", "max", "api_cpu_ms",
                                                                    "gen_cpu_pct", "busy_pct")}
         errors = sum(r["errors"] for r in runs)
-        print(f"| {name} | {load} | {med['p50']:.1f} | {med['p99']:.1f} | {med['max']:.0f} | {errors} | "
-              f"{med['api_cpu_ms']:.2f} | {med['gen_cpu_pct']:.0f} | {med['busy_pct']:.0f} |")
+        each = ", ".join(f"{r['p99']:.1f}" for r in runs)
+        print(f"| {name} | {load} | {med['p50']:.1f} | {med['p99']:.1f} | {each} | {med['max']:.0f} | "
+              f"{errors} | {med['api_cpu_ms']:.2f} | {med['gen_cpu_pct']:.0f} | {med['busy_pct']:.0f} |")
         if errors:
-            print(f"|  | ↳ {[r['detail'] for r in runs if r['errors']]} | | | | | | | |")
+            print(f"|  | ↳ {[r['detail'] for r in runs if r['errors']]} | | | | | | | | |")
 
 
 def run_phases(stacks: dict[str, ApiStack], plans: dict, args) -> tuple[dict, dict]:
