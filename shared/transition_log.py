@@ -15,7 +15,6 @@ from shared.models import Job, JobStatus
 
 log = logging.getLogger("jobs")
 _TRANSITIONS = "portraits.transitions"  # session.info key: transitions to log once committed
-Q, R, FAIL = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FAILED
 
 
 def note(session: Session, job: Job, frm: JobStatus | None, to: JobStatus, event_fields: dict) -> None:
@@ -30,12 +29,12 @@ def _log_fields(job: Job, frm: JobStatus | None, to: JobStatus, event_fields: di
     fields = {"job_id": str(job.id), "partner_id": str(job.partner_id) if job.partner_id else None,
               "from": frm.value if frm else None, "to": to.value, "attempt": job.attempts,
               "worker": event_fields.get("worker"), "actor": event_fields.get("actor"),
-              "error_code": job.error_code if to in (Q, FAIL) else None,
+              "error_code": job.error_code if to in (JobStatus.QUEUED, JobStatus.FAILED) else None,
               "reason": event_fields.get("reason")}
     if to.is_terminal():
-        fields["run_ms"] = ms(job.started_at, job.finished_at) if frm is R else None
+        fields["run_ms"] = ms(job.started_at, job.finished_at) if frm is JobStatus.RUNNING else None
         fields["total_ms"] = ms(job.created_at, job.finished_at)
-    elif to is R:
+    elif to is JobStatus.RUNNING:
         fields["waited_ms"] = ms(job.created_at, job.started_at)
     return fields
 

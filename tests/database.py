@@ -34,3 +34,19 @@ def drop_database(base_url: str, name: str) -> None:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def terminate_backends(url: str, where: str) -> int:
+    """Terminate the backends of url's database that match the SQL condition `where` on
+    pg_stat_activity (never this call's own), as a Postgres restart does; how many were terminated."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    killer = create_engine(url, poolclass=NullPool)
+    try:
+        with killer.connect() as conn:
+            return conn.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                f"WHERE datname = current_database() AND pid <> pg_backend_pid() AND ({where})")).scalar()
+    finally:
+        killer.dispose()

@@ -9,6 +9,7 @@ import pytest
 import requests
 from PIL import Image
 
+from tests.database import terminate_backends
 from tests.imagegen import encode, synthetic_portrait
 from tests.system.conftest import TILE
 
@@ -59,21 +60,11 @@ def test_a_long_poll_answers_with_the_final_job(stack, partner):
 def test_polls_go_on_when_postgres_drops_the_apis_connections(stack, partner):
     """As after a Postgres restart: every connection the API processes read with is terminated, and the
     next polls still answer (api/db.py has no pre-ping; it runs the statement again on a new one)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
     job_id = partner.client.submit(portrait(64, seed=5)).json()["id"]
     assert partner.client.wait(job_id)[0]["status"] == "succeeded"
     for _ in range(6):  # the gunicorn workers' read pools hold connections now
         assert partner.client.get(f"/v1/jobs/{job_id}").status_code == 200
-    killer = create_engine(stack.env["DATABASE_URL"], poolclass=NullPool)
-    try:
-        with killer.connect() as conn:
-            dropped = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                        "WHERE application_name = 'portraits-api-reads'")).scalar()
-    finally:
-        killer.dispose()
-    assert dropped >= 1
+    assert terminate_backends(stack.env["DATABASE_URL"], "application_name = 'portraits-api-reads'") >= 1
     for _ in range(6):
         response = partner.client.get(f"/v1/jobs/{job_id}")
         assert response.status_code == 200 and response.json()["status"] == "succeeded", response.text
