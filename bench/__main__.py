@@ -11,6 +11,7 @@
 - job_overhead: submit → poll sees `succeeded` through the real processes vs the model alone (512²).
 - transitions: Python CPU and wall ms of a job's claimable read, claim and success against Postgres.
 - drain: one worker draining 200 queued 128² jobs vs the model alone on the same images.
+- layers: per-layer time of the shipped int8 network (OpenVINO's counters) on this CPU.
 - png: time and size of the worker's PNG encoder vs zlib, Pillow and OpenCV on real results.
 - decode: the worker's isolated decode vs in-process decoding.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 BENCHES = {name: f"{name}.py" for name in (
     "speed", "gpu", "faces", "faces_api", "ensemble", "chaos", "train_step", "poll_cpu", "poll_load",
-    "job_overhead", "drain", "transitions", "png", "decode")}
+    "job_overhead", "drain", "transitions", "layers", "png", "decode")}
 
 
 def main() -> int:

@@ -18,8 +18,8 @@ at --post-rate. Printed per stack and rate: medians over the repeats of p50, p99
 each repeat's p99 (their spread is wide on a busy 2-core machine), the errors (failed connections,
 timeouts, any status but the expected one) summed over all repeats, API CPU ms per request (the
 gunicorn processes' CPU time / requests), the generator's CPU in % of one core, and how busy the
-whole machine was. `--profile FILE`: py-spy's samples of
-this checkout's API during the first repeat's last rate. docs/benchmarks.md has the figures.
+whole machine was. `--profile FILE`: py-spy's samples of this checkout's API during the first
+repeat's last rate. docs/benchmarks.md has the figures.
 
 `--baseline DIR` (repeatable): another checkout (e.g. `git archive <commit> | tar -x -C /tmp/poll-base`)
 whose API runs beside this one, named by its folder, with the same database and this venv (so it
