@@ -3,10 +3,11 @@
     python bench/layers.py                 # one 512² photo's whole-image crop, 2 threads, 7 runs
     python bench/layers.py --size 128 --threads 1
 
-The int8 model beside the default weights (`<name>.int8.xml`), compiled with the same properties as
-the worker's (`model/openvino_backend.OpenVINOBody`) plus `PERF_COUNT`, fed an 8-bit RGB crop the size
-of a whole --size photo. Prints the median wall time per inference and, per layer, its median real
-time and kernel (e.g. `jit_avx2_I8`, `brgconv_avx2_f32`, `unknown_f32` for a reference kernel).
+The int8 model beside the default weights (`<name>.int8.xml`), compiled as the worker compiles it
+(`model/openvino_backend.cpu_properties`, this CPU's default float precision for the float layers)
+plus `PERF_COUNT`, fed an 8-bit RGB crop the size of a whole --size photo. Prints the median wall
+time per inference and, per layer, its median real time and kernel (e.g. `jit_avx2_I8`,
+`brgconv_avx2_f32`, `unknown_f32` for a reference kernel).
 """
 from __future__ import annotations
 
@@ -17,19 +18,21 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.service import face_images  # noqa: E402
 from bench.speed import cpu_header, versions  # noqa: E402
 from model import openvino_backend as ov_backend  # noqa: E402
+from model.devices import default_precision  # noqa: E402
 from model.images import decode_image  # noqa: E402
 from model.upscaler import DEFAULT_WEIGHTS  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=512, help="photo edge in pixels (default 512)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=7)
@@ -38,9 +41,9 @@ def main(argv=None) -> int:
     path = DEFAULT_WEIGHTS.with_suffix(".int8.xml")
     if not path.is_file():
         sys.exit(f"no int8 model at {path} (python -m model.quantize makes it)")
-    compiled = ov_backend.core().compile_model(ov_backend.core().read_model(path), "CPU", {
-        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": args.threads,
-        "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False, "PERF_COUNT": True})
+    hint = default_precision(torch.device("cpu"))  # the int8 model's float layers, as in model/upscaler.py
+    properties = {**ov_backend.cpu_properties(hint, args.threads), "PERF_COUNT": True}
+    compiled = ov_backend.core().compile_model(ov_backend.core().read_model(path), "CPU", properties)
     request = compiled.create_infer_request()
     crop = decode_image(face_images(1, args.size)[0])[None]  # (1, h, w, 3) uint8, as the 8-bit path feeds it
     for _ in range(2):
@@ -55,9 +58,9 @@ def main(argv=None) -> int:
             kinds[layer.node_name] = (layer.node_type, layer.exec_type)
     medians = {name: statistics.median(times) for name, times in layers.items()}
     total = sum(medians.values())
-    print(f"{cpu_header()}\n{versions()}; {path.name}, {args.size}² 8-bit RGB, {args.threads} thread(s), "
-          f"{args.runs} runs\nwall per inference: {statistics.median(walls):.1f} ms (median); "
-          f"layers' sum {total:.1f} ms\n")
+    print(f"{cpu_header()}\n{versions()}; {path.name} (float layers in {hint}), {args.size}² 8-bit RGB, "
+          f"{args.threads} thread(s), {args.runs} runs\n"
+          f"wall per inference: {statistics.median(walls):.1f} ms (median); layers' sum {total:.1f} ms\n")
     print("| layer | type | kernel | ms (median) | share |\n|---|---|---|---:|---:|")
     for name, ms in sorted(medians.items(), key=lambda item: -item[1])[:args.top]:
         print(f"| {name} | {kinds[name][0]} | {kinds[name][1]} | {ms:.2f} | {ms / total:.0%} |")

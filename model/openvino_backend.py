@@ -117,6 +117,17 @@ def _layers(h, layers):
     return h
 
 
+def cpu_properties(precision: str, threads: int) -> dict:
+    """How every network here is compiled for the CPU (also by bench/layers.py)."""
+    return {
+        "INFERENCE_PRECISION_HINT": HINTS[precision],
+        "INFERENCE_NUM_THREADS": int(threads),
+        "PERFORMANCE_HINT": "LATENCY",  # one stream: a request uses all `threads` on one batch
+        # Pinning binds every worker process's threads to the same first cores; leave it to the OS.
+        "ENABLE_CPU_PINNING": False,
+    }
+
+
 class OpenVINOBody:
     """A compiled `build_model` graph (or its int8 twin): (N, h, w, C) float32 → (N, s·h, s·w, C) float32.
 
@@ -126,13 +137,7 @@ class OpenVINOBody:
     """
 
     def __init__(self, model, precision: str, threads: int):
-        self.compiled = core().compile_model(model, "CPU", {
-            "INFERENCE_PRECISION_HINT": HINTS[precision],
-            "INFERENCE_NUM_THREADS": int(threads),
-            "PERFORMANCE_HINT": "LATENCY",  # one stream: a request uses all `threads` on one batch
-            # Pinning binds every worker process's threads to the same first cores; leave it to the OS.
-            "ENABLE_CPU_PINNING": False,
-        })
+        self.compiled = core().compile_model(model, "CPU", cpu_properties(precision, threads))
         self._local = threading.local()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
