@@ -28,6 +28,7 @@ class Runtime:
     @cached_property
     def upscaler(self):
         """The model, loaded on first use in the process that runs tasks (never in a forking parent)."""
+        import cv2
         import torch
 
         from model import Upscaler
@@ -36,6 +37,10 @@ class Runtime:
             torch.set_num_threads(self.settings.torch_threads)
         upscaler = Upscaler.from_weights(self.settings.model_weights, device=self.settings.model_device,
                                          tile=self.settings.model_tile)
+        # OpenCV (the 8-bit path's per-tile resize and arithmetic, on the model's thread) sizes its pool
+        # from every CPU of the host, whatever TORCH_THREADS says: N workers on one host would each
+        # start a thread per CPU. It gets the model's threads, as OpenVINO and torch do.
+        cv2.setNumThreads(upscaler.threads)
         log.info("loaded model %s %s on %s (%s %s, %d threads)", upscaler.name, upscaler.version, upscaler.device,
                  upscaler.backend, upscaler.precision, upscaler.threads)
         return upscaler
