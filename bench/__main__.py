@@ -14,6 +14,7 @@
 - layers: per-layer time of the shipped int8 network (OpenVINO's counters) on this CPU.
 - png: time and size of the worker's PNG encoder vs zlib, Pillow and OpenCV on real results.
 - decode: the worker's isolated decode vs in-process decoding.
+- profile_summary: a py-spy profile of the worker (drain/job_overhead --profile) by part of the service.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 BENCHES = {name: f"{name}.py" for name in (
     "speed", "gpu", "faces", "faces_api", "ensemble", "chaos", "train_step", "poll_cpu", "poll_load",
-    "job_overhead", "drain", "transitions", "layers", "png", "decode")}
+    "job_overhead", "drain", "transitions", "layers", "png", "decode", "profile_summary")}
 
 
 def main() -> int:

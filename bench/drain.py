@@ -4,6 +4,7 @@
     python bench/drain.py --jobs 100 --size 256 --rounds 2
     python bench/drain.py --worker-threads 1           # the worker's model on one thread (alone: still 2)
     python bench/drain.py --rounds 1 --profile /tmp/drain --gil   # where the worker's Python time goes
+    python bench/profile_summary.py /tmp/drain.1.raw --jobs 200   # ...by part of the service
 
 Starts the real processes (bench/service.py). Each round: the worker stops consuming (Celery's
 `cancel_consumer`, a remote-control command it answers between tasks), `--jobs` faces resized to size²
