@@ -20,3 +20,12 @@ def make_engine(url: str, role: str = "portraits", pre_ping: bool = True) -> Eng
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     # expire_on_commit=False: views serialise rows after committing without a second query.
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_statement_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on `engine`'s pool whose statements each commit as they run (autocommit): no BEGIN and
+    no COMMIT, two round trips to Postgres fewer per session. Only for work that is one statement,
+    such as the worker's claim (one data-modifying CTE): anything that must be atomic across
+    statements needs `make_session_factory`'s transactions. Session hooks still run: `after_commit`
+    fires when the session "commits", after the statement itself committed."""
+    return make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))

@@ -12,6 +12,9 @@ model is about to run), then `upscale`, `store` and `finish` through `Attempt.st
 runs them one after the other. From its claim to its last transition an attempt holds its lease (its
 Heartbeat renews it, relays cancels and applies the time limits), whichever thread runs which stage.
 A read or decode that failed is recorded once the job is claimed, exactly as if it had failed after.
+The claimable read, the claim, the heartbeat's renewals and a success without a callback are one
+statement each and run in autocommit (`rt.statements`, shared/db.py): no BEGIN or COMMIT round trips
+(tests/test_worker_round_trips.py reads them off the wire).
 """
 from __future__ import annotations
 
@@ -98,7 +101,7 @@ def start(job_id: str, rt, before_claim=None) -> Attempt | str:
     except ValueError:
         log.error("ignoring a message with a malformed job id %r", job_id)
         return "ignored"
-    with rt.sessions() as session:
+    with rt.statements() as session:
         input_key = lifecycle.claimable_input(session, job_uuid)
     pixels = error = None
     if input_key is not None:
@@ -122,12 +125,12 @@ def start(job_id: str, rt, before_claim=None) -> Attempt | str:
 def claim(job_id: uuid.UUID, rt) -> Attempt | None:
     """queued → running, with the heartbeat started; None if the job is not claimable."""
     settings = rt.settings
-    with rt.sessions() as session, session.begin():
+    with rt.statements() as session, session.begin():  # one statement (a CTE): no transaction needed
         job = lifecycle.claim(session, job_id, WORKER_ID, settings.lease_seconds)
     if job is None:
         return None
     logs.bind(partner_id=job.partner_id)  # reset with the job's context when the attempt ends
-    beat = Heartbeat(rt.sessions, job, settings.lease_seconds, settings.progress_interval_seconds,
+    beat = Heartbeat(rt.statements, job, settings.lease_seconds, settings.progress_interval_seconds,
                      soft_limit=settings.task_soft_time_limit, hard_limit=settings.task_time_limit).start()
     return Attempt(rt, job, beat)
 
@@ -163,7 +166,10 @@ def _succeed(a: Attempt) -> str:
     job, rt, beat = a.job, a.rt, a.beat
     height, width = a.out.shape[:2]
     upscaler = rt.upscaler
-    with rt.sessions() as session, session.begin():
+    # One statement, unless the partner gets a callback: its delivery row is written in the same
+    # transaction (shared/webhooks.py), so that the callback cannot be lost.
+    sessions = rt.sessions if job.callback_url else rt.statements
+    with sessions() as session, session.begin():
         ok = lifecycle.succeed(session, job, result_key=a.key, output_width=width, output_height=height,
                                model_name=upscaler.name, model_version=upscaler.version,
                                progress_done=beat.total, progress_total=beat.total)

@@ -8,7 +8,7 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db import make_engine, make_session_factory
+from shared.db import make_engine, make_session_factory, make_statement_factory
 from shared.settings import Settings, get_settings
 from shared.storage import Storage
 
@@ -19,10 +19,13 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     sessions: sessionmaker[Session] = field(init=False)
+    statements: sessionmaker[Session] = field(init=False)  # one-statement work, autocommit (shared/db.py)
     storage: Storage = field(init=False)
 
     def __post_init__(self):
-        self.sessions = make_session_factory(make_engine(self.settings.database_url, "portraits-worker"))
+        engine = make_engine(self.settings.database_url, "portraits-worker")
+        self.sessions = make_session_factory(engine)
+        self.statements = make_statement_factory(engine)
         self.storage = Storage(self.settings)
 
     @cached_property
