@@ -168,8 +168,7 @@ def _store_and_insert(job: Job, upload, key: str | None) -> dict:
         with services.sessions() as session, session.begin():
             lifecycle.create(session, job, actor=f"key:{me.name}")
             uploads.settle(session, job.input_key)
-            session.refresh(job)  # created_at and the other server defaults, for the answer
-            body = job.to_dict()
+            body = job.to_dict()  # created_at and the other server defaults came back with the INSERT
             if key is not None:
                 idempotency.complete(session, me.partner_id, key, job.id, 202, body)
     except SQLAlchemyError as exc:

@@ -1,6 +1,6 @@
 """What one API request costs in round trips, counted against the real Postgres and Redis (never timed):
-a poll is one Redis command (the rate limiter's) and one SQL statement on one pooled connection, and
-a 429 still says when to come back. (Revoked keys refused once KEY_CACHE_SECONDS have passed, with
+a poll is one Redis command (the rate limiter's) and one SQL statement on one pooled connection, a
+submit does not read back the rows it wrote, and a 429 still says when to come back. (Revoked keys refused once KEY_CACHE_SECONDS have passed, with
 a fake clock: tests/test_partners.py.) bench/poll_load.py measures the latency this buys;
 docs/benchmarks.md has the figures."""
 from __future__ import annotations
@@ -97,6 +97,17 @@ def test_a_poll_is_one_statement_on_one_connection(app, keys):
     with sql_trace(app.extensions["portraits"].reads) as seen:
         assert client.get(f"/v1/jobs/{job_id}").status_code == 200
     assert seen == {"statements": ["SELECT", "SELECT"], "checkouts": 1}, seen
+
+
+def test_a_submit_writes_its_rows_without_reading_them_back(app, keys):
+    """The job's created_at and other server defaults come back with its INSERT (RETURNING): no
+    SELECT of the row it just wrote before answering."""
+    key, _ = keys(partner="acme")
+    client = authed(app, key)
+    with sql_trace(app.extensions["portraits"].engine) as seen:
+        assert post_image(client, encode(synthetic_portrait(48))).status_code == 202
+    # The pending original; the job, its event, the settled original; the job marked as published.
+    assert seen["statements"] == ["INSERT", "INSERT", "INSERT", "DELETE", "UPDATE"], seen
 
 
 def test_no_request_fails_after_postgres_drops_every_connection(app, keys, settings):
