@@ -1,8 +1,8 @@
 """What one API request costs in round trips, counted against the real Postgres and Redis (never timed):
 a poll is one Redis command (the rate limiter's) and one SQL statement on one pooled connection, a
-submit does not read back the rows it wrote, and a 429 still says when to come back. (Revoked keys refused once KEY_CACHE_SECONDS have passed, with
-a fake clock: tests/test_partners.py.) bench/poll_load.py measures the latency this buys;
-docs/benchmarks.md has the figures."""
+submit does not read back the rows it wrote, and a 429 still says when to come back. (Revoked keys
+refused once KEY_CACHE_SECONDS have passed, with a fake clock: tests/test_partners.py.)
+bench/poll_load.py measures the latency this buys; docs/benchmarks.md has the figures."""
 from __future__ import annotations
 
 import contextlib
