@@ -70,6 +70,22 @@ def test_polls_go_on_when_postgres_drops_the_apis_connections(stack, partner):
         assert response.status_code == 200 and response.json()["status"] == "succeeded", response.text
 
 
+def test_jobs_go_on_when_postgres_drops_the_workers_connections(stack, partner):
+    """As after a Postgres restart: every connection the worker holds is terminated between two jobs,
+    and the next job still succeeds at its first attempt. Its pool pre-pings each checkout, also for
+    the statements it runs in autocommit (the read, the claim, the success: worker/pipeline.py)."""
+    first = partner.client.submit(portrait(64, seed=6)).json()["id"]
+    assert partner.client.wait(first)[0]["status"] == "succeeded"
+    logged = len(stack.process_log("worker"))
+    assert terminate_backends(stack.env["DATABASE_URL"], "application_name = 'portraits-worker'") >= 1
+    job_id = partner.client.submit(portrait(64, seed=7)).json()["id"]
+    job, _ = partner.client.wait(job_id)
+    assert job["status"] == "succeeded" and job["attempts"] == 1, job
+    since = stack.process_log("worker")[logged:]
+    # Not even a failed delivery that Celery or the sweeper had to make good later.
+    assert "ERROR" not in since and "Traceback" not in since, since
+
+
 def test_progress_is_visible_while_running(partner):
     job_id = partner.client.submit(portrait(8 * TILE)).json()["id"]  # 64 tiles, ~2.6 s
     job, seen = partner.client.wait(job_id)
