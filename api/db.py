@@ -22,13 +22,12 @@ from flask import Flask, current_app, g
 from sqlalchemy.engine import Connection, Engine, Result
 from sqlalchemy.exc import DBAPIError
 
-from shared.db import make_engine
+from shared.db import autocommit, make_engine
 
 
 def reads_engine(url: str) -> Engine:
     """An engine and pool for requests' reads: each statement its own transaction, no pre-ping."""
-    engine = make_engine(url, "portraits-api-reads", pre_ping=False)
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return autocommit(make_engine(url, "portraits-api-reads", pre_ping=False))
 
 
 def execute(statement, params: dict | None = None) -> Result:

@@ -28,4 +28,9 @@ def make_statement_factory(engine: Engine) -> sessionmaker[Session]:
     such as the worker's claim (one data-modifying CTE): anything that must be atomic across
     statements needs `make_session_factory`'s transactions. Session hooks still run: `after_commit`
     fires when the session "commits", after the statement itself committed."""
-    return make_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
+    return make_session_factory(autocommit(engine))
+
+
+def autocommit(engine: Engine) -> Engine:
+    """`engine`, on the same pool, with each statement its own transaction (no BEGIN, no COMMIT)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
