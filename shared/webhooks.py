@@ -46,9 +46,14 @@ class WebhookDelivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+def wants_callback(job: Job) -> bool:
+    """Whether the job's end is delivered to a callback URL (a delivery row written with it)."""
+    return bool(job.callback_url) and job.partner_id is not None
+
+
 def enqueue_event(session: Session, job: Job) -> None:
     """Called inside a terminal transition's transaction."""
-    if not job.callback_url or job.partner_id is None:
+    if not wants_callback(job):
         return
     event_type = f"job.{job.status.value}"
     payload = {"type": event_type, "timestamp": datetime.now().astimezone().isoformat(),

@@ -31,7 +31,7 @@ import numpy as np
 from model.crop import apply_crop
 from model.images import decode_image
 from model.png import encode_png
-from shared import lifecycle, logs, metrics
+from shared import lifecycle, logs, metrics, webhooks
 from shared.failures import Failure, failure
 from shared.models import Job
 from shared.storage import RESULT_CONTENT_TYPE, result_key
@@ -168,7 +168,7 @@ def _succeed(a: Attempt) -> str:
     upscaler = rt.upscaler
     # One statement, unless the partner gets a callback: its delivery row is written in the same
     # transaction (shared/webhooks.py), so that the callback cannot be lost.
-    sessions = rt.sessions if job.callback_url else rt.statements
+    sessions = rt.sessions if webhooks.wants_callback(job) else rt.statements
     with sessions() as session, session.begin():
         ok = lifecycle.succeed(session, job, result_key=a.key, output_width=width, output_height=height,
                                model_name=upscaler.name, model_version=upscaler.version,
