@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 
-import numpy as np
 import pytest
 import requests
 from sqlalchemy import create_engine, event, func, select, text, update
@@ -24,7 +23,7 @@ from shared.retention import settle_seconds
 from shared.storage import result_key
 from shared.webhooks import WebhookDelivery
 from tests.conftest import authed
-from tests.fake_runtime import Runtime
+from tests.fake_runtime import RepeatUpscaler, Runtime
 from tests.imagegen import encode, post_image, synthetic_portrait
 from tests.test_openapi import conforms
 from worker.pipeline import process_job
@@ -34,23 +33,6 @@ S = JobStatus
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-class RepeatUpscaler:
-    """Stands in for the model: 4x by repeating pixels, reporting two tiles, calling `on_tile` after each."""
-
-    name, version = "repeat_x4", "test"
-
-    def __init__(self, on_tile=None):
-        self.on_tile = on_tile
-
-    def upscale(self, pixels: np.ndarray, progress=None) -> np.ndarray:
-        for done in (0, 1, 2):
-            if progress:
-                progress(done, 2)
-            if done and self.on_tile:
-                self.on_tile(done)
-        return pixels.repeat(4, axis=0).repeat(4, axis=1)
-
-
 class EraseDuringResultWrite:
     """The real storage, except that `erase()` runs right before or right after the result is written."""
 

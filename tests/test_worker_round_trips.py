@@ -10,23 +10,15 @@ import contextlib
 import re
 import tempfile
 
-import numpy as np
 import pytest
 from sqlalchemy import event
 
 from shared.db import make_engine, make_session_factory
-from tests.fake_runtime import Runtime
+from tests.fake_runtime import RepeatUpscaler, Runtime
 from tests.imagegen import encode, post_image, synthetic_portrait
 from worker.pipeline import process_job
 
 PING = "SELECT 1"  # the pool's pre-ping on checkout
-
-
-class RepeatUpscaler:
-    name, version = "repeat_x4", "test"
-
-    def upscale(self, pixels: np.ndarray, progress=None) -> np.ndarray:
-        return pixels.repeat(4, axis=0).repeat(4, axis=1)
 
 
 @contextlib.contextmanager
