@@ -44,8 +44,8 @@ class Runtime:
         # from every CPU of the host, whatever TORCH_THREADS says: N workers on one host would each
         # start a thread per CPU. It gets the model's threads, as OpenVINO and torch do.
         cv2.setNumThreads(upscaler.threads)
-        log.info("loaded model %s %s on %s (%s %s, %d threads)", upscaler.name, upscaler.version, upscaler.device,
-                 upscaler.backend, upscaler.precision, upscaler.threads)
+        log.info("loaded model %s %s on %s (%s %s, %d threads, OpenCV %d)", upscaler.name, upscaler.version,
+                 upscaler.device, upscaler.backend, upscaler.precision, upscaler.threads, cv2.getNumThreads())
         return upscaler
 
     @cached_property

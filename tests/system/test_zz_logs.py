@@ -16,3 +16,5 @@ def test_logs_show_each_transition_and_no_traceback(stack):
     assert "running → failed" in worker and "error_code=original_missing" in worker
     assert "Traceback" not in everything, everything[everything.index("Traceback") - 2000:][:6000]
     assert "succeeded in" not in worker  # Celery's own per-task line is silenced
+    # TORCH_THREADS=1 (conftest) bounds the model's threads and OpenCV's pool alike (worker/runtime.py).
+    assert "1 threads, OpenCV 1)" in worker, worker[:3000]
