@@ -53,8 +53,10 @@ def build_model(body: nn.Sequential, channels: int, scale: int, rgb8: bool = Fal
     """`body` (Conv2d/ReLU/ResidualBlock layers, as in `ESPCN.body`) + pixel shuffle → an `openvino.Model`.
 
     Float input (N, h, w, C) in [0, 1] → (N, s·h, s·w, C) float, or with `rgb8` (a luma net only):
-    8-bit RGB (N, h, w, 3) → (N, h, w, s²) luma residual in 8-bit levels, still in sub-pixel layout
-    (model/rgb8.py shuffles it while rounding: the graph's 6-D transpose cost 4 ms of a 512² crop's 28).
+    8-bit RGB (N, h, w, 3) → (N, s², h, w) luma residual in 8-bit levels: the last conv's planes as
+    they are (model/rgb8.py shuffles them while rounding). Any shuffle or layout change in the graph
+    costs more than it saves: its 6-D transpose 4 ms of a 512² crop's 28; NHWC asked for as a layout
+    became a reference-kernel Transpose in the saved int8 IR (4.3–4.6 ms of a 512² crop).
     """
     import openvino as ov
     import openvino.opset13 as ops
@@ -72,11 +74,8 @@ def build_model(body: nn.Sequential, channels: int, scale: int, rgb8: bool = Fal
         x = ops.parameter([-1, -1, -1, channels], ov.Type.f32, name="lr")  # (N, h, w, C) in [0, 1]
         nchw = ops.transpose(x, const(0, 3, 1, 2))
     h = _layers(nchw, body)
-    if rgb8:  # NHWC out, asked for as a layout (not a Transpose op), so the plugin keeps its conv's own
-        ppp = ov.preprocess.PrePostProcessor(ov.Model([h], [x], "espcn_rgb8"))
-        ppp.output().model().set_layout(ov.Layout("NCHW"))
-        ppp.output().tensor().set_layout(ov.Layout("NHWC"))
-        return ppp.build()
+    if rgb8:
+        return ov.Model([h], [x], "espcn_rgb8")
     # PixelShuffle to NHWC: (N, C·s·s, h, w) → (N, C, s, s, h, w) → (N, h, s, w, s, C) → (N, s·h, s·w, C).
     shape = ops.shape_of(x)
     n, lr_h, lr_w = (ops.gather(shape, const(i), const(0)) for i in range(3))
@@ -129,7 +128,8 @@ def cpu_properties(precision: str, threads: int) -> dict:
 
 
 class OpenVINOBody:
-    """A compiled `build_model` graph (or its int8 twin): (N, h, w, C) float32 → (N, s·h, s·w, C) float32.
+    """A compiled `build_model` graph (or its int8 twin): (N, h, w, C) float32 → (N, s·h, s·w, C) float32,
+    or the 8-bit RGB graph: (N, h, w, 3) uint8 → (N, s², h, w) float32 residual planes.
 
     `precision` is the INFERENCE_PRECISION_HINT (fp32/bf16/fp16): what every float op runs in. The
     returned array is only valid until this thread's next call (it is the request's own output
@@ -138,10 +138,13 @@ class OpenVINOBody:
 
     def __init__(self, model, precision: str, threads: int):
         self.compiled = core().compile_model(model, "CPU", cpu_properties(precision, threads))
+        # What the graph takes (uint8 for the 8-bit graph): anything else would be converted twice.
+        self.input_dtype = self.compiled.inputs[0].get_element_type().to_dtype()
         self._local = threading.local()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
-        return request.infer({0: np.ascontiguousarray(x, np.float32)}, share_inputs=True, share_outputs=True)[0]
+        x = np.ascontiguousarray(x, self.input_dtype)
+        return request.infer({0: x}, share_inputs=True, share_outputs=True)[0]

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_FACES = 300
 META = "memorial_portraits"  # rt_info section of the IR
-GRAPH = "rgb8"  # the graph it quantizes: 8-bit RGB in, luma residual out (model/rgb8.py)
+GRAPH = "rgb8_planes"  # the graph it quantizes: 8-bit RGB in, the luma residual's NCHW planes out (model/rgb8.py)
 
 
 def int8_path(weights: Path) -> Path:

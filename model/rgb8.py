@@ -12,8 +12,8 @@ with no colour conversion on the 16x larger output at all. Here that becomes:
   into the output array (OpenCV's 8-bit fixed-point bicubic, ~2 ms for 512² → 2048² RGB);
 * the residual r: the net in OpenVINO on 8-bit RGB crops, Y = (0.299 R + 0.587 G + 0.114 B) / 255 as a
   1x1 conv in the graph, and ×255 folded into the last conv, so r comes out in 8-bit levels;
-* per tile, r rounded, pixel-shuffled and added to the colour channels with saturation, in place
-  (`residual_parts`, `add_residual`: OpenCV's 8-bit saturating arithmetic).
+* per tile, r (the graph's planar NCHW output) rounded, pixel-shuffled and added to the colour
+  channels with saturation, in place (`shuffle_round`, `finish_tile`: OpenCV passes over int16/uint8).
 
 The two roundings (the base to 8 bits, then r) differ from the float path by at most one level on a
 pixel; bench/speed.py --psnr measures the cost on val faces (≤ 0.005 dB, bench/README.md). 16-bit
@@ -54,15 +54,24 @@ def fold_rgb8(body: nn.Sequential) -> nn.Sequential:
 SUBLEVELS = 4  # the base and r are added in quarter levels (int16), so each rounds by ≤ 1/8 level
 
 
-def shuffle_round(residual: np.ndarray, scale: int, gain: float = SUBLEVELS) -> np.ndarray:
-    """(h, w, s²) float sub-pixel residual (PixelShuffle's channel order) → (s·h, s·w) int16 of
-    round(gain · r). Rounded first, then shuffled as blocks of s int16 (one output row's piece of an
-    LR pixel): a block copy, ~3x faster than numpy's element-wise 6-D transpose."""
-    h, w, _ = residual.shape
-    flat = np.ascontiguousarray(residual).reshape(h, w * scale * scale)
-    r16 = cv2.addWeighted(flat, gain, flat, 0.0, 0.0, dtype=cv2.CV_16S)
-    blocks = r16.view(np.dtype((np.void, 2 * scale))).reshape(h, w, scale)  # [y, x, py] = s values of px
-    return np.ascontiguousarray(blocks.transpose(0, 2, 1)).view(np.int16).reshape(h * scale, w * scale)
+def shuffle_round(planes: np.ndarray, scale: int, scratch: "Scratch", gain: float = SUBLEVELS) -> np.ndarray:
+    """(s², h, w) float sub-pixel residual (PixelShuffle's channel order, the graph's NCHW output or a
+    window of it) → (s·h, s·w) int16 of round(gain · r), in `scratch`'s buffer (valid until its next
+    use). Each plane is rounded to int16, then each output row phase i of an LR pixel row is one
+    `cv2.merge` of planes i·s … i·s+s−1 (its s sub-pixels side by side) written through a strided view:
+    SIMD copies, no element-wise 6-D transpose. Asking OpenVINO for NHWC instead added a reference-kernel
+    Transpose to the int8 graph (4.3–4.6 ms of a 512² crop) and a slower shuffle here (bench/README.md)."""
+    planes_n, h, w = planes.shape
+    if planes_n != scale * scale:
+        raise ValueError(f"expected {scale * scale} sub-pixel planes, got {planes_n}")
+    r16 = scratch.get("planes", (planes_n, h, w))
+    for plane, dst in zip(planes, r16):  # 2-D views: OpenCV reads a window's row stride as it is
+        cv2.addWeighted(plane, gain, plane, 0.0, 0.0, dst=dst, dtype=cv2.CV_16S)
+    out = scratch.get("shuffled", (h * scale, w * scale))
+    phases = out.reshape(h, scale, w * scale)  # [y, i, x·s + j] = output pixel (s·y + i, s·x + j)
+    for i in range(scale):
+        cv2.merge(list(r16[i * scale:(i + 1) * scale]), dst=phases[:, i, :].reshape(h, w, scale))
+    return out
 
 
 class Scratch:

@@ -77,12 +77,12 @@ class _Body:
                                                     memory_format=torch.channels_last)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """rgb8: (N, h, w, 3) uint8 → (N, h, w, s²) float32 residual in levels, as the OpenVINO graph."""
+        """rgb8: (N, h, w, 3) uint8 → (N, s², h, w) float32 residual planes in levels, as the OpenVINO graph."""
         t = torch.from_numpy(x).permute(0, 3, 1, 2)
         with torch.inference_mode():
             t = t.to(self.device).to(self.dtype, memory_format=torch.channels_last)  # uint8 goes over as is
             if self.rgb8:
-                return self.module(t).permute(0, 2, 3, 1).float().cpu().numpy()
+                return self.module(t).float().contiguous().cpu().numpy()  # NCHW, shuffled on CPU
             return shuffle_nhwc(self.module(t), self.scale).cpu().numpy()
 
 
@@ -252,7 +252,7 @@ class Upscaler:
             batch = tiles[start:start + self.batch_size]
             crops = np.stack([src[t.cy:t.cy + crop_h, t.cx:t.cx + crop_w] for t in batch])
             x = rgb8.as_rgb8(crops[..., :color_ch])
-            residual = body(x)  # (N, h, w, s²), 8-bit levels
+            residual = body(x)  # (N, s², h, w): sub-pixel planes in 8-bit levels
             # fp16 on a GPU can overflow; on CPU bf16 has fp32's range and int8 none to leave, so the
             # check (2 ms of a 512² image) is skipped there.
             if self._device.type == "cuda" and self.precision != "fp32" and not np.isfinite(residual.sum()):
@@ -260,11 +260,12 @@ class Upscaler:
                 log.warning("%s output not finite on a batch of %d tile(s); redoing it in fp32",
                             self.precision, len(batch))
                 residual = self._body("fp32", rgb8=True)(x)
+            scratch = self._scratch()
             for i, t in enumerate(batch):
-                core = residual[i, t.y0 - t.cy:t.y1 - t.cy, t.x0 - t.cx:t.x1 - t.cx]
+                core = residual[i, :, t.y0 - t.cy:t.y1 - t.cy, t.x0 - t.cx:t.x1 - t.cx]
                 rgb8.finish_tile(out[t.y0 * s:t.y1 * s, t.x0 * s:t.x1 * s], crops[i],
-                                 rgb8.shuffle_round(core, s), ((t.y0 - t.cy) * s, (t.x0 - t.cx) * s), s,
-                                 self._scratch())
+                                 rgb8.shuffle_round(core, s, scratch), ((t.y0 - t.cy) * s, (t.x0 - t.cx) * s),
+                                 s, scratch)
             if progress:
                 progress(start + len(batch), len(tiles))
         return out

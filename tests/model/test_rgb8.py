@@ -34,9 +34,22 @@ def test_folded_net_reads_8bit_rgb_and_emits_levels():
 
 
 def test_shuffle_round_is_pixel_shuffle_in_quarter_levels():
-    r = np.random.default_rng(1).normal(0, 20, (5, 7, 16)).astype(np.float32)
-    ref = torch.nn.functional.pixel_shuffle(torch.from_numpy(r).permute(2, 0, 1)[None], 4)[0, 0].numpy()
-    assert np.array_equal(rgb8.shuffle_round(r, 4), np.rint(ref * 4).astype(np.int16))
+    r = np.random.default_rng(1).normal(0, 20, (16, 5, 7)).astype(np.float32)
+    ref = torch.nn.functional.pixel_shuffle(torch.from_numpy(r)[None], 4)[0, 0].numpy()
+    assert np.array_equal(rgb8.shuffle_round(r, 4, rgb8.Scratch()), np.rint(ref * 4).astype(np.int16))
+
+
+def test_shuffle_round_reads_a_window_of_the_planes_and_reuses_its_buffers():
+    # The upscaler passes each tile's valid centre: a strided window of the graph's (s², h, w) output.
+    r = np.random.default_rng(2).normal(0, 20, (16, 12, 15)).astype(np.float32)
+    window = r[:, 2:9, 3:14]
+    ref = torch.nn.functional.pixel_shuffle(torch.from_numpy(np.ascontiguousarray(window))[None], 4)[0, 0]
+    scratch = rgb8.Scratch()
+    first = rgb8.shuffle_round(r, 4, scratch).copy()
+    assert np.array_equal(rgb8.shuffle_round(window, 4, scratch), np.rint(ref.numpy() * 4).astype(np.int16))
+    assert np.array_equal(rgb8.shuffle_round(r, 4, scratch), first)  # a larger call after a smaller one
+    with pytest.raises(ValueError, match="16 sub-pixel planes"):
+        rgb8.shuffle_round(r[:9], 4, scratch)
 
 
 def test_finish_keeps_the_bicubic_overshoot_the_residual_pulls_back():
@@ -47,9 +60,9 @@ def test_finish_keeps_the_bicubic_overshoot_the_residual_pulls_back():
     up = cv2.resize(crop.astype(np.float32), (64, 64), interpolation=cv2.INTER_CUBIC)
     assert up.max() > 265 and up.min() < -10
     r = np.where(up > 255, 255 - up, np.where(up < 0, -up, 0)).mean(axis=2).astype(np.float32)  # levels
-    sub = torch.nn.functional.pixel_unshuffle(torch.from_numpy(r)[None, None], 4)[0].permute(1, 2, 0).numpy()
-    out = np.empty((64, 64, 3), np.uint8)
-    rgb8.finish_tile(out, crop, rgb8.shuffle_round(np.ascontiguousarray(sub), 4), (0, 0), 4, rgb8.Scratch())
+    sub = torch.nn.functional.pixel_unshuffle(torch.from_numpy(r)[None, None], 4)[0].numpy()
+    out, scratch = np.empty((64, 64, 3), np.uint8), rgb8.Scratch()
+    rgb8.finish_tile(out, crop, rgb8.shuffle_round(sub, 4, scratch), (0, 0), 4, scratch)
     expected = np.clip(np.rint(up + r[..., None]), 0, 255)
     assert np.abs(out.astype(int) - expected).max() <= 1
 
