@@ -263,9 +263,10 @@ class Upscaler:
             scratch = self._scratch()
             for i, t in enumerate(batch):
                 core = residual[i, :, t.y0 - t.cy:t.y1 - t.cy, t.x0 - t.cx:t.x1 - t.cx]
+                on = rgb8.workers(self.threads, core[0].size * s * s)
                 rgb8.finish_tile(out[t.y0 * s:t.y1 * s, t.x0 * s:t.x1 * s], crops[i],
-                                 rgb8.shuffle_round(core, s, scratch), ((t.y0 - t.cy) * s, (t.x0 - t.cx) * s),
-                                 s, scratch)
+                                 rgb8.shuffle_round(core, s, scratch, on=on),
+                                 ((t.y0 - t.cy) * s, (t.x0 - t.cx) * s), s, scratch, on=on)
             if progress:
                 progress(start + len(batch), len(tiles))
         return out

@@ -111,3 +111,33 @@ def test_an_int8_file_of_the_older_float_graph_is_ignored(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="model.quantize"):
         assert load_int8(tmp_path / DEFAULT_WEIGHTS.name) is None
     assert "holds the float luma graph" in caplog.text
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_the_tail_split_among_threads_equals_it_on_one(channels):
+    # 3 threads: bands of uneven height, and more parts than a 2x shuffle has row phases.
+    rng = np.random.default_rng(3)
+    crop = rng.integers(0, 256, (23, 29, channels), dtype=np.uint8)
+    planes = rng.normal(0, 30, (16, 23, 29)).astype(np.float32)[:, 2:21, 3:26]  # a tile's window
+    outs = []
+    for on in (rgb8.SERIAL, rgb8.Workers(3)):
+        out, scratch = np.zeros((76, 92, channels), np.uint8), rgb8.Scratch()
+        rgb8.finish_tile(out, crop, rgb8.shuffle_round(planes, 4, scratch, on=on), (8, 12), 4, scratch, on=on)
+        outs.append(out)
+    assert np.array_equal(*outs) and outs[0].any()
+
+
+def test_workers_run_every_part_and_raise_what_one_raised():
+    done = []
+    rgb8.Workers(2).each(done.append, 5)
+    assert sorted(done) == [0, 1, 2, 3, 4]
+
+    def fail_on_3(part):
+        if part == 3:
+            raise RuntimeError("part 3")
+
+    with pytest.raises(RuntimeError, match="part 3"):
+        rgb8.Workers(2).each(fail_on_3, 5)
+    big = rgb8.SPLIT_MIN_PIXELS
+    assert rgb8.workers(2, big) is rgb8.workers(2, 4 * big) and rgb8.workers(2, big).count == 2
+    assert rgb8.workers(2, big - 1) is rgb8.SERIAL and rgb8.workers(1, big) is rgb8.SERIAL

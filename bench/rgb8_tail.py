@@ -1,15 +1,19 @@
-"""The 8-bit graph's residual as NCHW planes (the service's) against NHWC (before), in one process.
+"""The 8-bit path's tail (the network's residual → the finished 8-bit photo): now against before, in one process.
 
-    python bench/residual_layout.py                   # 128², 512², 1024² RGB, 2 threads, 9 rounds
-    python bench/residual_layout.py --sizes 512 --runs 15 --weights model/weights/espcn_x4.pt
+    python bench/rgb8_tail.py                   # 128², 512², 1024² RGB, 2 threads, 9 rounds
+    python bench/rgb8_tail.py --sizes 512 --runs 15 --weights model/weights/espcn_x4.pt
 
-Until 2026-12-06 the 8-bit graph returned the residual NHWC, (N, h, w, s²): saved as int8 IR, that
-layout became a Transpose run by a reference kernel (`unknown_f32`), and `rgb8.shuffle_round` then
-copied s-int16 blocks out of it. Now the graph ends at its last conv, (N, s², h, w), and the shuffle
-merges planes (model/rgb8.py). "before" rebuilds the old path on the same weights: the shipped int8
-model plus a Transpose to NHWC on its output (what the old IR held), and the old shuffle, kept below.
-Both rows are `Upscaler.upscale` on the same photos, interleaved round by round; wall ms and process
-CPU ms per photo are medians, so a busy neighbour slows both rows alike. Outputs must be equal.
+Three rows, each `Upscaler.upscale` on the same photo, interleaved round by round:
+- now: the graph returns the residual as its last conv's NCHW planes, (N, s², h, w), and
+  `rgb8.shuffle_round` and `rgb8.finish_tile` share their OpenCV passes out among `threads` threads
+  (tiles of at least `rgb8.SPLIT_MIN_PIXELS` output pixels).
+- finish on one thread: the same with every pass in the calling thread (`rgb8.SERIAL`).
+- before (2670655): the graph returned NHWC, (N, h, w, s²), which the saved int8 IR ran as a Transpose
+  on a reference kernel (`unknown_f32`), and the shuffle copied s-int16 blocks out of it, on one
+  thread. Rebuilt on the same weights: the shipped int8 model plus that Transpose on its output, and
+  the old shuffle, kept below.
+Wall ms and process CPU ms per photo are medians, so a busy neighbour slows every row alike. The
+outputs must be equal.
 """
 from __future__ import annotations
 
@@ -70,28 +74,33 @@ def before(weights: Path) -> Upscaler:
 
 def run(args) -> dict:
     after, old = Upscaler.from_weights(args.weights, device="cpu"), before(args.weights)
-    shuffle = rgb8.shuffle_round
-    old_shuffle = lambda planes, s, scratch: nhwc_shuffle_round(planes.transpose(1, 2, 0), s)  # noqa: E731
-    rows = {"planes (now)": (after, shuffle), "NHWC (before)": (old, old_shuffle)}
+    shuffle, pool = rgb8.shuffle_round, rgb8.workers
+
+    def old_shuffle(planes, s, scratch, on=rgb8.SERIAL):
+        return nhwc_shuffle_round(planes.transpose(1, 2, 0), s)  # the NHWC window the planes view
+
+    rows = {"now": (after, shuffle, pool), "finish on one thread": (after, shuffle, lambda *_: rgb8.SERIAL),
+            "before (2670655)": (old, old_shuffle, lambda *_: rgb8.SERIAL)}
     table = {}
     for size in args.sizes:
         img = decode_image(face_images(1, size)[0])  # a val face, as the worker decodes it
         outs = {}
         times = {(label, kind): [] for label in rows for kind in ("wall", "cpu")}
         for round_ in range(args.runs + 1):
-            for label, (up, fn) in rows.items():
-                rgb8.shuffle_round = fn
+            for label, (up, shuffle_fn, workers_fn) in rows.items():
+                rgb8.shuffle_round, rgb8.workers = shuffle_fn, workers_fn
                 try:
                     wall, cpu = time.perf_counter(), time.process_time()
                     outs[label] = up.upscale(img)
                     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 finally:
-                    rgb8.shuffle_round = shuffle
-                if round_:  # the first round warms both up
+                    rgb8.shuffle_round, rgb8.workers = shuffle, pool
+                if round_:  # the first round warms every row up
                     times[label, "wall"].append(wall)
                     times[label, "cpu"].append(cpu)
-        if not np.array_equal(*outs.values()):
-            raise SystemExit(f"{size}²: the two paths' outputs differ")
+        first = next(iter(outs.values()))
+        if not all(np.array_equal(first, out) for out in outs.values()):
+            raise SystemExit(f"{size}²: the rows' outputs differ")
         table[size] = {key: 1e3 * statistics.median(v) for key, v in times.items()}
     return table
 
@@ -111,11 +120,12 @@ def main(argv=None) -> int:
     print(f"{versions()}; {args.weights.name} int8, 8-bit path, tile 512, {args.threads} threads, "
           f"{args.runs} rounds\n")
     table = run(args)
-    print("| photo | planes (now): wall / CPU ms | NHWC (before): wall / CPU ms | before / now (wall) |")
-    print("|---|---:|---:|---:|")
+    labels = ["now", "finish on one thread", "before (2670655)"]
+    print("| photo | " + " | ".join(f"{label}: wall / CPU ms" for label in labels) + " | before / now (wall) |")
+    print("|---|" + "---:|" * (len(labels) + 1))
     for size, t in table.items():
-        now, old = ((t[label, "wall"], t[label, "cpu"]) for label in ("planes (now)", "NHWC (before)"))
-        print(f"| {size}² | {now[0]:.1f} / {now[1]:.1f} | {old[0]:.1f} / {old[1]:.1f} | {old[0] / now[0]:.2f}x |")
+        cells = [f"{t[label, 'wall']:.1f} / {t[label, 'cpu']:.1f}" for label in labels]
+        print(f"| {size}² | " + " | ".join(cells) + f" | {t[labels[-1], 'wall'] / t['now', 'wall']:.2f}x |")
     return 0
 
 
