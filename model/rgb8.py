@@ -79,7 +79,7 @@ class Workers:
             future.result()
 
 
-SPLIT_MIN_PIXELS = 1 << 20  # output pixels of a tile below which threads cost more than they save
+SPLIT_MIN_PIXELS = 3 << 18  # output pixels (0.75 M, a ~222² photo) below which threads cost more than they save
 
 
 @lru_cache(maxsize=None)
@@ -90,8 +90,8 @@ def _shared(count: int) -> Workers:
 def workers(count: int, pixels: int) -> Workers:
     """Where the tail of a tile of `pixels` output pixels runs: one shared `Workers` per thread count
     in a process (the Upscaler's `threads`, bounded by TORCH_THREADS in the worker, so upscalers built
-    side by side do not each start threads), or the calling thread for a small tile (a 128² photo's
-    tail took 5.1 ms on one thread, 5.3 split in two)."""
+    side by side do not each start threads), or the calling thread for a small tile (split in two,
+    the tail of a 192² photo took 0.4 ms longer, a 224² photo's 1.0 ms less; bench/README.md)."""
     return _shared(count) if count > 1 and pixels >= SPLIT_MIN_PIXELS else SERIAL
 
 
