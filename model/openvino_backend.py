@@ -56,7 +56,7 @@ def build_model(body: nn.Sequential, channels: int, scale: int, rgb8: bool = Fal
     8-bit RGB (N, h, w, 3) → (N, s², h, w) luma residual in 8-bit levels: the last conv's planes as
     they are (model/rgb8.py shuffles them while rounding). Any shuffle or layout change in the graph
     costs more than it saves: its 6-D transpose 4 ms of a 512² crop's 28; NHWC asked for as a layout
-    became a reference-kernel Transpose in the saved int8 IR (4.3–4.6 ms of a 512² crop).
+    became a reference-kernel Transpose in the saved int8 IR (4.1–4.6 ms of a 512² crop, bench/layers.py).
     """
     import openvino as ov
     import openvino.opset13 as ops

@@ -105,7 +105,7 @@ def shuffle_round(planes: np.ndarray, scale: int, scratch: "Scratch", gain: floa
     use). Each plane is rounded to int16, then each output row phase i of an LR pixel row is one
     `cv2.merge` of planes i·s … i·s+s−1 (its s sub-pixels side by side) written through a strided view:
     SIMD copies, no element-wise 6-D transpose. Asking OpenVINO for NHWC instead added a reference-kernel
-    Transpose to the int8 graph (4.3–4.6 ms of a 512² crop) and a slower shuffle here (bench/README.md).
+    Transpose to the int8 graph (4.1–4.6 ms of a 512² crop) and a slower shuffle here (bench/README.md).
     Planes and phases are shared out among `on`'s threads."""
     planes_n, h, w = planes.shape
     if planes_n != scale * scale:
