@@ -23,7 +23,7 @@ photos, RGB nets and the torch backend keep the float path in model/upscaler.py.
 from __future__ import annotations
 
 import copy
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from functools import lru_cache
 from typing import Callable
 
@@ -75,6 +75,7 @@ class Workers:
                 fn(part)
             return
         futures = [self._pool.submit(fn, part) for part in range(parts)]
+        wait(futures)  # all of them: a part still running must not outlive the buffers it writes
         for future in futures:
             future.result()
 

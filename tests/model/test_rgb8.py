@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -138,6 +139,19 @@ def test_workers_run_every_part_and_raise_what_one_raised():
 
     with pytest.raises(RuntimeError, match="part 3"):
         rgb8.Workers(2).each(fail_on_3, 5)
+
+    # A part that fails early does not return control while another still runs.
+    finished = []
+
+    def fail_first_finish_late(part):
+        if part == 0:
+            raise RuntimeError("part 0")
+        time.sleep(0.2)
+        finished.append(part)
+
+    with pytest.raises(RuntimeError, match="part 0"):
+        rgb8.Workers(2).each(fail_first_finish_late, 2)
+    assert finished == [1]
     big = rgb8.SPLIT_MIN_PIXELS
     assert rgb8.workers(2, big) is rgb8.workers(2, 4 * big) and rgb8.workers(2, big).count == 2
     assert rgb8.workers(2, big - 1) is rgb8.SERIAL and rgb8.workers(1, big) is rgb8.SERIAL
