@@ -3,6 +3,7 @@ other test's worker or truncation can touch it), started from the Procfile by ho
 with the operator CLI (`portraits`), everything else over HTTP."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -32,29 +33,39 @@ def stack_port() -> int:
     raise RuntimeError("no free base port with its +100..+300 neighbours")
 
 
-@pytest.fixture(scope="package")
-def stack_env(request, settings, tmp_path_factory):
-    """Per test package (tests/system, and tests/browser, which imports these fixtures): its own stack."""
+@contextlib.contextmanager
+def own_stack_env(settings, tmp_path_factory, name: str, **overrides):
+    """(folder, env, port) for a stack of its own: database, Redis database index and bucket named
+    after `name`, the system tests' settings with `overrides` on top; the database dropped after."""
     from shared.storage import Storage
     from tests.database import drop_database, fresh_database
 
+    db_name = f"{TEST_DB}_{name}"
+    base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    database_url = fresh_database(base, db_name)
+    try:
+        with leased_redis_db() as redis_url:
+            values = settings.model_copy(update={**dict(
+                database_url=database_url, redis_url=redis_url, s3_bucket=f"portraits-{name}".replace("_", "-"),
+                model_tile=TILE, torch_threads=1, sweep_interval_seconds=0.5, lease_seconds=30,
+                result_url_ttl_seconds=300, webhook_backoff_seconds=0.5, secret_key=secrets.token_hex(32),
+                rate_limit_sign_in="1000/minute"), **overrides})
+            Storage(values).ensure_bucket()
+            env = {k.upper(): str(v).lower() if isinstance(v, bool) else str(v)
+                   for k, v in values.model_dump().items() if v is not None}
+            env["TEST_TILE_DELAY_SECONDS"] = str(TILE_DELAY)
+            yield tmp_path_factory.mktemp("stack"), env, stack_port()
+    finally:
+        drop_database(base, db_name)
+
+
+@pytest.fixture(scope="package")
+def stack_env(request, settings, tmp_path_factory):
+    """Per test package (tests/system, and tests/browser, which imports these fixtures): its own stack."""
     package = Path(request.node.path)
     package = (package.parent if package.is_file() else package).name  # "system", "browser"
-    name = f"{TEST_DB}_{package}"
-    base = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    database_url = fresh_database(base, name)
-    with leased_redis_db() as redis_url:
-        values = settings.model_copy(update=dict(
-            database_url=database_url, redis_url=redis_url, s3_bucket=f"portraits-{package}", model_tile=TILE,
-            torch_threads=1, sweep_interval_seconds=0.5, lease_seconds=30, result_url_ttl_seconds=300,
-            webhook_backoff_seconds=0.5, secret_key=secrets.token_hex(32), rate_limit_sign_in="1000/minute"))
-        Storage(values).ensure_bucket()
-        env = {k.upper(): str(v).lower() if isinstance(v, bool) else str(v)
-               for k, v in values.model_dump().items() if v is not None}
-        env["TEST_TILE_DELAY_SECONDS"] = str(TILE_DELAY)
-        folder = tmp_path_factory.mktemp("stack")
-        yield folder, env, stack_port()
-    drop_database(base, name)
+    with own_stack_env(settings, tmp_path_factory, package) as folder_env_port:
+        yield folder_env_port
 
 
 @pytest.fixture(scope="package")

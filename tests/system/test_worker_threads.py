@@ -1,0 +1,47 @@
+"""The Procfile's worker with TORCH_THREADS=2 and the service's 512 px tile: a photo large enough for the
+8-bit path's tail to be shared out among the model's threads (model/rgb8.py, `SPLIT_MIN_PIXELS`) comes
+back over HTTP with exactly the pixels the model gives in this process with the tail on one thread. The package's stack runs one
+thread and 32 px tiles, where that split never happens, so this module starts a stack of its own (its
+own database, Redis index and bucket) from the real Procfile."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import requests
+
+from model import rgb8
+from model.images import decode_image
+from model.upscaler import Upscaler
+from tests.imagegen import encode, synthetic_portrait
+from tests.processes import ROOT
+from tests.system.conftest import Partner, own_stack_env
+from tests.system.stack import Stack
+
+pytestmark = pytest.mark.system
+
+SIDE = 256  # 1024² out: one tile of at least SPLIT_MIN_PIXELS output pixels
+
+
+@pytest.fixture(scope="module")
+def threaded_stack(settings, tmp_path_factory):
+    with own_stack_env(settings, tmp_path_factory, "threads", torch_threads=2, model_tile=512) as (folder, env, port):
+        running = Stack(folder, env, port, procfile=(ROOT / "Procfile").read_text()).start()
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+def test_a_photo_split_among_two_threads_comes_back_with_the_models_pixels(threaded_stack, monkeypatch):
+    assert (4 * SIDE) ** 2 >= rgb8.SPLIT_MIN_PIXELS  # else the worker would not split, and this proves nothing
+    partner = Partner(threaded_stack, "Threaded Memorials")
+    upload = encode(synthetic_portrait(SIDE, seed=11))
+    job_id = partner.client.submit(upload).json()["id"]
+    job, _ = partner.client.wait(job_id)
+    assert job["status"] == "succeeded", job
+    location = partner.client.get(f"/v1/jobs/{job_id}/result", allow_redirects=False).headers["Location"]
+    result = decode_image(requests.get(location, timeout=30).content)
+    monkeypatch.setattr(rgb8, "workers", lambda count, pixels: rgb8.SERIAL)  # the reference: one thread
+    expected = Upscaler.from_weights(device="cpu", tile=512).upscale(decode_image(upload))
+    assert result.shape == expected.shape and np.array_equal(result, expected)
+    assert "2 threads, OpenCV 2)" in threaded_stack.process_log("worker")
