@@ -12,7 +12,8 @@ own CPU time (`getrusage`) and reports it with the results.
 
 `--plan` is a JSON file: {"method": "GET"|"POST", "requests": [[path, key], ...],
 "body_file": optional path, "content_type": optional}; request i uses requests[i % len]. Prints one
-JSON object: latencies (ms) of the requests due after the warm-up, status counts, errors, and CPU.
+JSON object: latencies (ms) of the requests due after the warm-up and, in the same order, when each
+was due (s after the warm-up), status counts, errors, and CPU.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ import json
 import resource
 import time
 from collections import Counter
+
+TAIL_WINDOW_S = 0.1  # the schedule cut into stretches this long, to see how the slowest requests cluster
 
 
 class Connection:
@@ -64,6 +67,7 @@ class Generator:
         self.idle: list[Connection] = []  # LIFO: few connections stay hot, the rest idle out
         self.slots = asyncio.Semaphore(connections)
         self.latencies: list[float] = []
+        self.dues: list[float] = []  # when each measured request was due (perf_counter), as latencies
         self.statuses: Counter = Counter()
         self.errors: Counter = Counter()
         self.reconnects = 0
@@ -82,6 +86,7 @@ class Generator:
                 return
         if measured:
             self.latencies.append((time.perf_counter() - due) * 1000)
+            self.dues.append(due)
             self.statuses[status] += 1
 
     async def _send(self, request: bytes) -> int:
@@ -131,10 +136,29 @@ class Generator:
         for conn in self.idle:
             conn.close()
         return {"rate": rate, "seconds": seconds, "scheduled": total - int(warmup * rate),
-                "latencies_ms": self.latencies, "statuses": dict(self.statuses), "errors": dict(self.errors),
+                "latencies_ms": self.latencies, "due_s": [round(d - t0 - warmup, 4) for d in self.dues], "statuses": dict(self.statuses), "errors": dict(self.errors),
                 "reconnects": self.reconnects, "schedule_seconds": sent_by,
                 "wall_seconds": time.perf_counter() - t0,
                 "cpu_seconds": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of `values`; NaN for none."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def tail_windows(due_s: list[float], latencies: list[float], q: float = 99,
+                 window: float = TAIL_WINDOW_S) -> int:
+    """In how many `window`-long stretches of the schedule the requests at or over the q-th percentile
+    latency were due: a few means the tail came from short stalls in which every request waited; many,
+    from waits spread over the whole run."""
+    if not latencies:
+        return 0
+    cut = percentile(latencies, q)
+    return len({int(due / window) for due, latency in zip(due_s, latencies) if latency >= cut})
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,9 @@ its own process; it shares the 2 cores with the API, Postgres and Redis, so its 
 
 For each repeat, each rate runs once per stack (interleaved when --baseline is given), then POSTs
 at --post-rate. Printed per stack and rate: medians over the repeats of p50, p99 and max latency,
-each repeat's p99 (their spread is wide on a busy 2-core machine), the errors (failed connections,
+each repeat's p99 (their spread is wide on a busy 2-core machine), in how many of the schedule's
+100-ms stretches each repeat's slowest 1 % of requests were due (a few: short stalls in which every
+request waited, e.g. the host taking the CPU; many: queueing spread over the run), the errors (failed connections,
 timeouts, any status but the expected one) summed over all repeats, API CPU ms per request (the
 gunicorn processes' CPU time / requests), the generator's CPU in % of one core, and how busy the
 whole machine was. `--profile FILE`: py-spy's samples of this checkout's API during the first
@@ -42,19 +44,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.load_stack import ApiStack, machine_busy, seed  # noqa: E402
+from bench.loadgen import TAIL_WINDOW_S, percentile, tail_windows  # noqa: E402
 from bench.speed import cpu_header  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from tests.conftest import leased_redis_db  # noqa: E402
 from tests.database import drop_database, fresh_database  # noqa: E402
 
 DB_NAME = "portraits_poll_load"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def drive(stack: ApiStack, plan: Path, rate: float, seconds: float, warmup: float, expect: int) -> dict:
@@ -69,6 +65,7 @@ def drive(stack: ApiStack, plan: Path, rate: float, seconds: float, warmup: floa
     wrong = sum(n for status, n in result["statuses"].items() if int(status) != expect)
     wall = result["wall_seconds"]
     return {"p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat, default=float("nan")),
+            "tail_windows": tail_windows(result.pop("due_s"), lat), "windows": round(seconds / TAIL_WINDOW_S),
             "errors": sum(result["errors"].values()) + wrong,
             "detail": {**result["statuses"], **result["errors"]},
             "api_cpu_ms": (api1 - api0) / (rate * (seconds + warmup)) * 1000,  # warm-up's requests too
@@ -90,18 +87,19 @@ def start_profiler(stack: ApiStack, out: Path, seconds: float) -> subprocess.Pop
 
 def report(title: str, rows: dict[tuple[str, str], list[dict]]) -> None:
     print(f"\n{title}\n")
-    print("| API | load | p50 ms | p99 ms | p99 of each repeat | max ms | errors | API CPU ms/req "
-          "| generator CPU % | machine busy % |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| API | load | p50 ms | p99 ms | p99 of each repeat | slowest 1 % due in (100-ms windows) | max ms "
+          "| errors | API CPU ms/req | generator CPU % | machine busy % |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (name, load), runs in rows.items():
         med = {k: statistics.median(r[k] for r in runs) for k in ("p50", "p99", "max", "api_cpu_ms",
                                                                    "gen_cpu_pct", "busy_pct")}
         errors = sum(r["errors"] for r in runs)
         each = ", ".join(f"{r['p99']:.1f}" for r in runs)
-        print(f"| {name} | {load} | {med['p50']:.1f} | {med['p99']:.1f} | {each} | {med['max']:.0f} | "
+        windows = ", ".join(str(r["tail_windows"]) for r in runs) + f" of {runs[0]['windows']}"
+        print(f"| {name} | {load} | {med['p50']:.1f} | {med['p99']:.1f} | {each} | {windows} | {med['max']:.0f} | "
               f"{errors} | {med['api_cpu_ms']:.2f} | {med['gen_cpu_pct']:.0f} | {med['busy_pct']:.0f} |")
         if errors:
-            print(f"|  | ↳ {[r['detail'] for r in runs if r['errors']]} | | | | | | | | |")
+            print(f"|  | ↳ {[r['detail'] for r in runs if r['errors']]} | | | | | | | | | |")
 
 
 def run_phases(stacks: dict[str, ApiStack], plans: dict, args) -> tuple[dict, dict]:

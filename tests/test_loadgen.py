@@ -10,6 +10,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+from bench.loadgen import tail_windows
 from tests.conftest import ROOT
 
 SERVICE_SECONDS = 0.1
@@ -48,3 +49,14 @@ def test_open_loop_latency_counts_the_wait_behind_a_slow_server(tmp_path):
     # 30 requests due within 1 s, served one by one in >= 0.1 s each: the last waits >= 2 s in all.
     assert max(result["latencies_ms"]) >= (30 * SERVICE_SECONDS - 1) * 1000
     assert min(result["latencies_ms"]) >= SERVICE_SECONDS * 1000
+    # When each was due, beside its latency: request i at i / 30 s after the warm-up.
+    assert sorted(round(due * 30) for due in result["due_s"]) == list(range(30))
+
+
+def test_tail_windows_tells_a_short_stall_from_waits_spread_over_the_run():
+    due = [i / 100 for i in range(1000)]  # 10 s at 100/s: 100 windows of 100 ms
+    stall = [50.0 if 4.0 <= d < 4.2 else 2.0 for d in due]  # every request slow for 0.2 s
+    assert tail_windows(due, stall) == 2
+    spread = [50.0 if i % 50 == 7 else 2.0 for i in range(1000)]  # two slow requests each second
+    assert tail_windows(due, spread) == 20
+    assert tail_windows([], []) == 0
