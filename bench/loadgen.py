@@ -136,7 +136,8 @@ class Generator:
         for conn in self.idle:
             conn.close()
         return {"rate": rate, "seconds": seconds, "scheduled": total - int(warmup * rate),
-                "latencies_ms": self.latencies, "due_s": [round(d - t0 - warmup, 4) for d in self.dues], "statuses": dict(self.statuses), "errors": dict(self.errors),
+                "latencies_ms": self.latencies, "due_s": [round(d - t0 - warmup, 4) for d in self.dues],
+                "statuses": dict(self.statuses), "errors": dict(self.errors),
                 "reconnects": self.reconnects, "schedule_seconds": sent_by,
                 "wall_seconds": time.perf_counter() - t0,
                 "cpu_seconds": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)}

@@ -17,10 +17,10 @@ For each repeat, each rate runs once per stack (interleaved when --baseline is g
 at --post-rate. Printed per stack and rate: medians over the repeats of p50, p99 and max latency,
 each repeat's p99 (their spread is wide on a busy 2-core machine), in how many of the schedule's
 100-ms stretches each repeat's slowest 1 % of requests were due (a few: short stalls in which every
-request waited, e.g. the host taking the CPU; many: queueing spread over the run), the errors (failed connections,
-timeouts, any status but the expected one) summed over all repeats, API CPU ms per request (the
-gunicorn processes' CPU time / requests), the generator's CPU in % of one core, and how busy the
-whole machine was. `--profile FILE`: py-spy's samples of this checkout's API during the first
+request waited, e.g. the host taking the CPU; many: queueing spread over the run), the errors
+(failed connections, timeouts, any status but the expected one) summed over all repeats, API CPU ms
+per request (the gunicorn processes' CPU time / requests), the generator's CPU in % of one core, and
+how busy the whole machine was. `--profile FILE`: py-spy's samples of this checkout's API during the first
 repeat's last rate. docs/benchmarks.md has the figures.
 
 `--baseline DIR` (repeatable): another checkout (e.g. `git archive <commit> | tar -x -C /tmp/poll-base`)
@@ -87,8 +87,8 @@ def start_profiler(stack: ApiStack, out: Path, seconds: float) -> subprocess.Pop
 
 def report(title: str, rows: dict[tuple[str, str], list[dict]]) -> None:
     print(f"\n{title}\n")
-    print("| API | load | p50 ms | p99 ms | p99 of each repeat | slowest 1 % due in (100-ms windows) | max ms "
-          "| errors | API CPU ms/req | generator CPU % | machine busy % |")
+    print("| API | load | p50 ms | p99 ms | p99 of each repeat | slowest 1 % due in (100-ms windows) "
+          "| max ms | errors | API CPU ms/req | generator CPU % | machine busy % |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (name, load), runs in rows.items():
         med = {k: statistics.median(r[k] for r in runs) for k in ("p50", "p99", "max", "api_cpu_ms",
@@ -96,8 +96,9 @@ def report(title: str, rows: dict[tuple[str, str], list[dict]]) -> None:
         errors = sum(r["errors"] for r in runs)
         each = ", ".join(f"{r['p99']:.1f}" for r in runs)
         windows = ", ".join(str(r["tail_windows"]) for r in runs) + f" of {runs[0]['windows']}"
-        print(f"| {name} | {load} | {med['p50']:.1f} | {med['p99']:.1f} | {each} | {windows} | {med['max']:.0f} | "
-              f"{errors} | {med['api_cpu_ms']:.2f} | {med['gen_cpu_pct']:.0f} | {med['busy_pct']:.0f} |")
+        print(f"| {name} | {load} | {med['p50']:.1f} | {med['p99']:.1f} | {each} | {windows} | "
+              f"{med['max']:.0f} | {errors} | {med['api_cpu_ms']:.2f} | {med['gen_cpu_pct']:.0f} | "
+              f"{med['busy_pct']:.0f} |")
         if errors:
             print(f"|  | ↳ {[r['detail'] for r in runs if r['errors']]} | | | | | | | | | |")
 
