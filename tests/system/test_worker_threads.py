@@ -1,8 +1,8 @@
 """The Procfile's worker with TORCH_THREADS=2 and the service's 512 px tile: a photo large enough for the
 8-bit path's tail to be shared out among the model's threads (model/rgb8.py, `SPLIT_MIN_PIXELS`) comes
-back over HTTP with exactly the pixels the model gives in this process with the tail on one thread. The package's stack runs one
-thread and 32 px tiles, where that split never happens, so this module starts a stack of its own (its
-own database, Redis index and bucket) from the real Procfile."""
+back over HTTP with exactly the pixels the model gives in this process with the tail on one thread.
+The package's stack runs one thread and 32 px tiles, where that split never happens, so this module
+starts a stack of its own (its own database, Redis index and bucket) from the real Procfile."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +24,8 @@ SIDE = 256  # 1024² out: one tile of at least SPLIT_MIN_PIXELS output pixels
 
 @pytest.fixture(scope="module")
 def threaded_stack(settings, tmp_path_factory):
-    with own_stack_env(settings, tmp_path_factory, "threads", torch_threads=2, model_tile=512) as (folder, env, port):
+    overrides = dict(torch_threads=2, model_tile=512)
+    with own_stack_env(settings, tmp_path_factory, "threads", **overrides) as (folder, env, port):
         running = Stack(folder, env, port, procfile=(ROOT / "Procfile").read_text()).start()
         try:
             yield running
