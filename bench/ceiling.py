@@ -30,7 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.speed import PEER, cpu_header, load_shipped, peer_and_bicubic, versions  # noqa: E402
+from bench.speed import (PEER, add_run_args, cpu_header, load_shipped, peer_and_bicubic,  # noqa: E402
+                         versions)
 from model.tiling import plan_tiles  # noqa: E402
 from model.upscaler import Upscaler  # noqa: E402
 
@@ -91,12 +92,7 @@ def table(results: list[dict], stat: str = "") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, default=None, help="default: model/weights/espcn_rb_x4.pt")
-    p.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[128, 512, 1024],
-                   help="input edges, comma-separated (default 128,512,1024)")
-    p.add_argument("--tile", type=int, default=512, help="Upscaler tile (default 512, the service's)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--runs", type=int, default=9, help="timed rounds after one warm-up (default 9)")
+    add_run_args(p, runs=9)
     args = p.parse_args(argv)
     if not PEER.is_file():
         print(f"the peer's model is absent ({PEER}); nothing to compare against", file=sys.stderr)

@@ -272,14 +272,19 @@ def macs_per_lr_pixel(config: ESPCNConfig) -> int:
     return sum(m.weight.numel() for m in ESPCN(config).modules() if isinstance(m, torch.nn.Conv2d))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_run_args(p: argparse.ArgumentParser, runs: int) -> None:
+    """The options every CPU speed bench shares (this one and bench/ceiling.py)."""
     p.add_argument("--weights", type=Path, default=None, help="default: model/weights/espcn_rb_x4.pt")
     p.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[128, 512, 1024],
                    help="input edges, comma-separated (default 128,512,1024)")
     p.add_argument("--tile", type=int, default=512, help="Upscaler tile (default 512, the service's)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--runs", type=int, default=7, help="timed rounds after one warm-up (default 7)")
+    p.add_argument("--runs", type=int, default=runs, help=f"timed rounds after one warm-up (default {runs})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_args(p, runs=7)
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     p.add_argument("--no-ort", action="store_true", help="skip the onnxruntime row")
     p.add_argument("--no-prepacked", action="store_true", help="skip the private-oneDNN torch rows")
