@@ -30,12 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.speed import (PEER, add_run_args, cpu_header, load_shipped, peer_and_bicubic,  # noqa: E402
-                         versions)
+from bench.speed import (PEER, PEER_ROW, add_run_args, cpu_header, load_shipped,  # noqa: E402
+                         peer_and_bicubic, versions)
 from model.tiling import plan_tiles  # noqa: E402
 from model.upscaler import Upscaler  # noqa: E402
-
-PEER_ROW = "OpenCV dnn_superres ESPCN_x4 (peer)"
 
 
 def network_alone(up: Upscaler, img: np.ndarray):

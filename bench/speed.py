@@ -34,6 +34,7 @@ from model.upscaler import DEFAULT_WEIGHTS, Upscaler  # noqa: E402
 
 DATA = Path(os.environ.get("PORTRAIT_DATA_DIR", REPO.parent / "shared" / "data"))
 PEER = DATA / "peers" / "ESPCN_x4.pb"
+PEER_ROW = "OpenCV dnn_superres ESPCN_x4 (peer)"  # its row's label, which the ratios divide by
 
 
 def load_shipped(weights: Path | None, tile: int, precision: str | None = "fp32") -> tuple[Upscaler, str]:
@@ -84,7 +85,7 @@ def peer_and_bicubic() -> dict:
         sr = cv2.dnn_superres.DnnSuperResImpl_create()
         sr.readModel(str(PEER))
         sr.setModel("espcn", 4)
-        rows["OpenCV dnn_superres ESPCN_x4 (peer)"] = lambda rgb: sr.upsample(rgb[:, :, ::-1].copy())
+        rows[PEER_ROW] = lambda rgb: sr.upsample(rgb[:, :, ::-1].copy())
     return rows
 
 
@@ -128,7 +129,7 @@ def time_rows(rows: dict, sizes: list[int], runs: int) -> dict:
 def speed_table(base: Upscaler, args) -> str:
     rows = build_rows(base, selected_kinds(args), args.vs)
     mps = time_rows(rows, args.sizes, args.runs)
-    peer = next((k for k in rows if "peer" in k), None)
+    peer = PEER_ROW if PEER_ROW in rows else None  # absent without ../shared/data/peers
     ours = next((k for k in rows if "(default)" in k), None)
     torch_row = next((k for k in rows if k.startswith(torch_default())), None)
     head = " | ".join(f"{n}² → {4 * n}²: MP/s (x peer, x torch)" for n in args.sizes)
