@@ -80,7 +80,8 @@ class Workers:
             future.result()
 
 
-SPLIT_MIN_PIXELS = 3 << 18  # output pixels (0.75 M, a ~222² photo) below which threads cost more than they save
+# Output pixels of a tile (0.75 M, a ~222² photo) below which threads cost more than they save.
+SPLIT_MIN_PIXELS = 3 << 18
 
 
 @lru_cache(maxsize=None)

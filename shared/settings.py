@@ -70,8 +70,8 @@ class Settings(BaseSettings):
     model_device: str = Field("auto", pattern="^(auto|cpu|cuda)$",
                               description="auto = CUDA when torch.cuda.is_available(), else CPU.")
     model_tile: int = Field(512, ge=32, description="Input tile edge (px) for tiled inference.")
-    torch_threads: int = Field(0, ge=0, description="CPU threads per worker process: the model's, OpenCV's and "
-                                                    "the 8-bit path's tail (0 = torch default).")
+    torch_threads: int = Field(0, ge=0, description="CPU threads per worker process: the model's, OpenCV's "
+                                                    "and the 8-bit path's tail (0 = torch default).")
 
     # Worker.
     task_soft_time_limit: int = Field(300, ge=1, description="Seconds before a task is asked to stop.")

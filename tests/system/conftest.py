@@ -46,7 +46,8 @@ def own_stack_env(settings, tmp_path_factory, name: str, **overrides):
     try:
         with leased_redis_db() as redis_url:
             values = settings.model_copy(update={**dict(
-                database_url=database_url, redis_url=redis_url, s3_bucket=f"portraits-{name}".replace("_", "-"),
+                database_url=database_url, redis_url=redis_url,
+                s3_bucket=f"portraits-{name}".replace("_", "-"),
                 model_tile=TILE, torch_threads=1, sweep_interval_seconds=0.5, lease_seconds=30,
                 result_url_ttl_seconds=300, webhook_backoff_seconds=0.5, secret_key=secrets.token_hex(32),
                 rate_limit_sign_in="1000/minute"), **overrides})

@@ -34,7 +34,8 @@ def threaded_stack(settings, tmp_path_factory):
 
 
 def test_a_photo_split_among_two_threads_comes_back_with_the_models_pixels(threaded_stack, monkeypatch):
-    assert (4 * SIDE) ** 2 >= rgb8.SPLIT_MIN_PIXELS  # else the worker would not split, and this proves nothing
+    # Else the worker would not split the tail, and this would prove nothing.
+    assert (4 * SIDE) ** 2 >= rgb8.SPLIT_MIN_PIXELS
     partner = Partner(threaded_stack, "Threaded Memorials")
     upload = encode(synthetic_portrait(SIDE, seed=11))
     job_id = partner.client.submit(upload).json()["id"]
