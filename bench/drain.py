@@ -14,7 +14,9 @@ time is the database's: from the first job's claim (started_at) to the last one'
 the cores it kept busy. Then the model alone, in this process, upscales the same images one after the other
 (`Upscaler.upscale` as the worker builds it: same weights, tile and threads; decoding not counted).
 
-ratio = model time / drain time (1.0 = the service drains as fast as its model computes).
+ratio = model time / drain time (1.0 = the service drains as fast as its model computes). Last, the
+worker's own stage times (read, decode, model, encode, store, record: mean ms per job from its
+/metrics, `portraits_worker_stage_seconds` and `portraits_model_seconds`); its threads overlap them.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.service import (cpu_by_process, face_images, header, machine_cpu_seconds, median, model_alone,  # noqa: E402
-                           profiled_worker, running_service, time_model)
+                           profiled_worker, running_service, stage_means, time_model)
 
 QUEUE = "celery"
 
@@ -55,6 +57,7 @@ def drain(service, app, images: list[bytes], jobs: int) -> dict:
             raise RuntimeError(f"submit answered {response.status_code}: {response.text[:300]}")
         ids.append(response.json()["id"])
     cpu_before, roles_before, started = machine_cpu_seconds(), cpu_by_process(), time.monotonic()
+    stages_before = service.worker_stages()
     consuming(app, True)
     deadline = time.monotonic() + 60 + jobs * 2
     while time.monotonic() < deadline:
@@ -75,7 +78,8 @@ def drain(service, app, images: list[bytes], jobs: int) -> dict:
     cpu, roles = machine_cpu_seconds() - cpu_before, cpu_by_process()
     by_role = {r: (roles[r] - roles_before.get(r, 0.0)) / jobs * 1000 for r in roles}
     return {"drain": (last - first).total_seconds(), "cpu_ms": cpu / jobs * 1000, "by_role": by_role,
-            "busy": cpu / (time.monotonic() - started) / os.cpu_count()}
+            "busy": cpu / (time.monotonic() - started) / os.cpu_count(),
+            "stages": stage_means(stages_before, service.worker_stages())}
 
 
 def main(argv=None) -> int:
@@ -105,13 +109,14 @@ def main(argv=None) -> int:
         print("| round | drain s | ms per job | model alone s | model ms per job | **ratio** | machine CPU ms per job "
               "| CPUs busy |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
-        ratios, by_role = [], []
+        ratios, by_role, stages = [], [], []
         for r in range(args.rounds):
             with profiled_worker(service, args.profile and args.profile.with_suffix(f".{r + 1}.raw"), args.gil):
                 got = drain(service, app, images, args.jobs)
             model = sum(time_model(upscaler, images[i % len(images)]) for i in range(args.jobs))
             ratios.append(model / got["drain"])
             by_role.append(got["by_role"])
+            stages.append(got["stages"])
             print(f"| {r + 1} | {got['drain']:.2f} | {got['drain'] / args.jobs * 1000:.1f} | {model:.2f} | "
                   f"{model / args.jobs * 1000:.1f} | **{ratios[-1]:.2f}** | {got['cpu_ms']:.1f} | {got['busy']:.0%} |",
                   flush=True)
@@ -119,6 +124,10 @@ def main(argv=None) -> int:
         roles = sorted({r for got in by_role for r in got}, key=lambda r: -median([g.get(r, 0) for g in by_role]))
         print("\nCPU ms per job by process (median over rounds): " + ", ".join(
             f"{r} {median([g.get(r, 0) for g in by_role]):.1f}" for r in roles))
+        # Wall time of each stage, in threads that overlap: they add up to more than a job's share.
+        print("\nThe worker's stages, mean ms per job (its /metrics, median over rounds; stages of different "
+              "jobs overlap): " + ", ".join(f"{stage} {median([g[stage] for g in stages if stage in g]):.1f}"
+                                            for stage in stages[-1]))
         app.close()
     return 0
 

@@ -16,7 +16,9 @@ over all rounds, and where the time went from the job's own timestamps (created_
 finished_at are the database's clock at the start of each transaction): POST (the client's round
 trip), queue (created → claimed: the POST's commit and publish, the message's way to the worker),
 worker (claimed → the success transaction), poll lag (→ the poll that saw it). Three warm-up jobs (the
-first loads the model in the worker) are not counted.
+first loads the model in the worker) are not counted. Then each process's CPU time per job, and the
+worker's own stage times (mean ms per job from its /metrics: read and decode, before the claim; the
+model; encode, store and record, after it).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.service import (cpu_by_process, face_images, header, median, model_alone, pct,  # noqa: E402
-                           profiled_worker, running_service, time_model)
+                           profiled_worker, running_service, stage_means, time_model)
 
 
 def run_job(client, data: bytes, poll_s: float, wait_s: float = 0) -> dict:
@@ -79,6 +81,7 @@ def main(argv=None) -> int:
             run_job(service.client, data, poll_s, args.wait)
             time_model(upscaler, data)
         rows, all_jobs, all_model, cpu, model_cpu = [], [], [], {}, 0.0
+        stages_before = service.worker_stages()
         with profiled_worker(service, args.profile):
             for r in range(args.rounds):
                 jobs, model = [], []
@@ -93,6 +96,7 @@ def main(argv=None) -> int:
                 all_jobs += jobs
                 all_model += model
                 rows.append((f"round {r + 1}", jobs, model))
+        stages = stage_means(stages_before, service.worker_stages())
         rows.append(("all rounds", all_jobs, all_model))
 
         print("| | model alone ms (median) | job ms p50 | job ms p95 | **overhead p50** | **overhead p95** "
@@ -112,6 +116,8 @@ def main(argv=None) -> int:
               + ", ".join(f"{r} {v:.1f}" for r, v in sorted(per_job.items(), key=lambda kv: -kv[1]) if v >= 0.05)
               + f"; total {sum(per_job.values()):.0f}, against {model_cpu / len(all_jobs) * 1000:.0f} "
               f"for the model alone (decode included)")
+        print("\nThe worker's stages, mean ms per job (its /metrics; the model in the service, not alone): "
+              + ", ".join(f"{stage} {ms:.1f}" for stage, ms in stages.items()))
     return 0
 
 

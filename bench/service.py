@@ -41,6 +41,14 @@ class Service:
     sessions: object  # SQLAlchemy sessionmaker on the stack's database (read-only use: timestamps)
     redis_url: str
 
+    def worker_stages(self) -> dict[str, tuple[float, int]]:
+        """The worker's seconds and runs so far in each stage, from its own /metrics (see
+        `read_worker_stages`); honcho gives it $PORT + 100, the Procfile's second line."""
+        import requests
+
+        url = f"http://127.0.0.1:{self.stack.port + 100}/metrics"
+        return read_worker_stages(requests.get(url, timeout=10).text)
+
     def worker_pid(self) -> int:
         """The Celery worker's pid (the solo pool runs tasks in it): the process under honcho running
         `celery -A worker.app worker` (not the shell around it, nor its decoder forkserver)."""
@@ -216,6 +224,38 @@ def cpu_by_process() -> dict[str, float]:
         role = "bench" if int(entry.name) == me else next((r for m, r in ROLES if m in cmd), "other")
         out[role] = out.get(role, 0.0) + seconds
     return out
+
+
+STAGE_ORDER = ("read", "decode", "model", "encode", "store", "record")  # as a job goes through the worker
+
+
+def read_worker_stages(text: str) -> dict[str, tuple[float, int]]:
+    """stage → (seconds, runs) from a worker's Prometheus text: each `portraits_worker_stage_seconds`
+    stage, and "model" (`portraits_model_seconds`, all its series summed)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in ("portraits_worker_stage_seconds", "portraits_model_seconds"):
+            continue
+        for sample in family.samples:
+            kind = sample.name.rsplit("_", 1)[1]
+            if kind in ("sum", "count"):
+                got = out.setdefault(sample.labels.get("stage", "model"), [0.0, 0])
+                got[kind == "count"] += sample.value
+    return {stage: (seconds, int(runs)) for stage, (seconds, runs) in out.items()}
+
+
+def stage_means(before: dict, after: dict) -> dict[str, float]:
+    """Mean ms per run of each stage between two `read_worker_stages` readings, in the order a job
+    goes (stages that did not run in between are left out)."""
+    means = {}
+    for stage in sorted(after, key=lambda s: STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER)):
+        seconds, runs = after[stage]
+        seconds0, runs0 = before.get(stage, (0.0, 0))
+        if runs > runs0:
+            means[stage] = (seconds - seconds0) / (runs - runs0) * 1000
+    return means
 
 
 def pct(values, q: float) -> float:

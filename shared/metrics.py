@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 # Seconds. A job's life spans queueing, retries with backoff and a long upscale; a model run is shorter.
 JOB_BUCKETS = (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
 RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+# A worker stage outside the model takes from a millisecond (a 128² original's read) to seconds (a large
+# result's PNG on a slow S3).
+STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 TRANSITIONS = Counter("portraits_job_transitions", "Job state changes committed by this process "
                       "(from_status=new for a submit).", ["from_status", "to_status"])
@@ -35,6 +38,11 @@ DURATION = Histogram("portraits_job_duration_seconds", "From submit to the job's
 
 MODEL = Histogram("portraits_model_seconds", "Time the model took to upscale one image (decode and storage "
                   "excluded).", ["model", "version", "device"], buckets=RUN_BUCKETS)
+STAGE = Histogram("portraits_worker_stage_seconds", "Time an attempt spent in each of the worker's stages "
+                  "beside the model: read (the original from S3), decode (in the decoder process), encode "
+                  "(the result's PNG), store (its S3 put), record (the success transition). Failed stages "
+                  "count too.", ["stage"], buckets=STAGE_BUCKETS)
+WORKER_STAGES = ("read", "decode", "encode", "store", "record")
 TASKS = Counter("portraits_worker_tasks", "Upscale tasks the worker ran, by what happened: succeeded, "
                 "queued (retry), failed, cancelled, skipped (not claimable: duplicate, done, not due), "
                 "lost (taken away mid-run), ignored (malformed message).", ["outcome"])

@@ -381,6 +381,9 @@ def test_worker_serves_its_own_metrics_and_logs_json_lines_with_the_job_id(setti
     assert moved(before, after, "portraits_job_duration_seconds_count", status="succeeded") == 1
     assert moved(before, after, "portraits_model_seconds_count", model=job["model"]["name"],
                  version=job["model"]["version"], device="cpu") == 1
+    for stage in metrics.WORKER_STAGES:  # read, decode, encode, store, record: each once, for some time
+        assert moved(before, after, "portraits_worker_stage_seconds_count", stage=stage) == 1, stage
+        assert moved(before, after, "portraits_worker_stage_seconds_sum", stage=stage) > 0, stage
 
     # Every line is JSON (no banner), but the notice Celery itself prints on stdout when it is stopped.
     text = [line for line in worker.log().splitlines() if line.strip() and not line.startswith("{")]

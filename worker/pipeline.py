@@ -137,10 +137,13 @@ def claim(job_id: uuid.UUID, rt) -> Attempt | None:
 
 def _read(rt, input_key: str) -> np.ndarray:
     settings = rt.settings
+    with metrics.STAGE.labels("read").time():
+        data = rt.storage.get(input_key)
     # In a child process: a decoder crash or hang fails this job (ImageDecodeError), not the worker.
-    return decode_isolated(rt.storage.get(input_key), max_pixels=settings.max_input_pixels,
-                           timeout=settings.decode_timeout_seconds, formats=settings.allowed_formats,
-                           decode=decode_image)
+    with metrics.STAGE.labels("decode").time():
+        return decode_isolated(data, max_pixels=settings.max_input_pixels,
+                               timeout=settings.decode_timeout_seconds, formats=settings.allowed_formats,
+                               decode=decode_image)
 
 
 def upscale(a: Attempt) -> None:
@@ -157,8 +160,11 @@ def upscale(a: Attempt) -> None:
 
 def store(a: Attempt) -> None:
     a.key = result_key(a.job.partner_id, a.job.id)
+    with metrics.STAGE.labels("encode").time():
+        png = encode_png(a.out, threads=_encode_threads(a.rt.settings))
     # Written before the success transition, under a key fixed by the job id: a retry overwrites.
-    a.rt.storage.put(a.key, encode_png(a.out, threads=_encode_threads(a.rt.settings)), RESULT_CONTENT_TYPE)
+    with metrics.STAGE.labels("store").time():
+        a.rt.storage.put(a.key, png, RESULT_CONTENT_TYPE)
 
 
 def _succeed(a: Attempt) -> str:
@@ -169,7 +175,7 @@ def _succeed(a: Attempt) -> str:
     # One statement, unless the partner gets a callback: its delivery row is written in the same
     # transaction (shared/webhooks.py), so that the callback cannot be lost.
     sessions = rt.sessions if webhooks.wants_callback(job) else rt.statements
-    with sessions() as session, session.begin():
+    with metrics.STAGE.labels("record").time(), sessions() as session, session.begin():
         ok = lifecycle.succeed(session, job, result_key=a.key, output_width=width, output_height=height,
                                model_name=upscaler.name, model_version=upscaler.version,
                                progress_done=beat.total, progress_total=beat.total)

@@ -7,6 +7,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.metrics import WORKER_STAGES
 from tests.imagegen import encode, synthetic_portrait
 
 pytestmark = pytest.mark.system
@@ -53,6 +54,8 @@ def test_the_apis_metrics_move_with_a_job(stack, partner):
     assert moved(worker_before, worker_after, "portraits_worker_tasks_total", outcome="succeeded") >= 1
     assert moved(worker_before, worker_after, "portraits_model_seconds_count", model=job["model"]["name"],
                  version=job["model"]["version"], device="cpu") >= 1
+    for stage in WORKER_STAGES:  # where the worker's time beside the model went (bench/job_overhead.py)
+        assert moved(worker_before, worker_after, "portraits_worker_stage_seconds_count", stage=stage) >= 1, stage
 
 
 def test_the_sweeper_and_the_deliverer_serve_their_own_metrics(stack):
