@@ -207,9 +207,11 @@ ROLES = [("postgres", "postgres"), ("redis-server", "redis"), ("weed", "s3"), ("
 
 
 def cpu_by_process() -> dict[str, float]:
-    """CPU seconds (user + system) each role has used so far, summed over its live processes; this
-    bench's own process is "bench", anything unrecognised "other". Diff two calls for a window (a
-    process that exited meanwhile is missing from the second: keep windows free of restarts)."""
+    """CPU seconds (user + system) each role has used so far, summed over its live processes and the
+    children they reaped; this bench's own process is "bench", anything unrecognised "other". Diff two
+    calls for a window. A process that exited meanwhile counts through its parent, once reaped: the
+    worker's decoder, replaced every 200 images, through the forkserver (also a "decoder") that
+    started it; one not yet reaped, or reaped by a parent of another role, is missing or misplaced."""
     from tests.api_process import process_cpu_seconds
 
     me, out = os.getpid(), {}
@@ -218,7 +220,7 @@ def cpu_by_process() -> dict[str, float]:
             continue
         try:
             cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            seconds = process_cpu_seconds(int(entry.name))
+            seconds = process_cpu_seconds(int(entry.name), reaped=True)
         except OSError:
             continue  # exited meanwhile
         role = "bench" if int(entry.name) == me else next((r for m, r in ROLES if m in cmd), "other")

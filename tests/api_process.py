@@ -21,10 +21,13 @@ from shared.storage import Storage
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU the process has used so far (OSError once it has exited)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # after "pid (comm)"
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+def process_cpu_seconds(pid: int, reaped: bool = False) -> float:
+    """User + system CPU the process has used so far (OSError once it has exited); with `reaped`, also
+    that of its children that exited and that it waited for (/proc's cutime and cstime)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()  # after "pid (comm)"
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
+    return ticks / CLOCK_TICKS
 
 
 def descendants(root: int) -> list[int]:
