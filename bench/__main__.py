@@ -13,6 +13,7 @@
 - drain: one worker draining 200 queued 128² jobs vs the model alone on the same images.
 - layers: per-layer time of the shipped int8 network (OpenVINO's counters) on this CPU.
 - ceiling: the default's network alone vs its whole upscale and the peer: the most it could reach.
+- batch: the default's network on batches of small photos, per photo, vs one at a time.
 - rgb8_tail: the 8-bit path's tail (residual → 8-bit photo) now vs one-thread finish vs before.
 - png: time and size of the worker's PNG encoder vs zlib, Pillow and OpenCV on real results.
 - decode: the worker's isolated decode vs in-process decoding.
@@ -26,7 +27,7 @@ from pathlib import Path
 
 BENCHES = {name: f"{name}.py" for name in (
     "speed", "gpu", "faces", "faces_api", "ensemble", "chaos", "train_step", "poll_cpu", "poll_load",
-    "job_overhead", "drain", "transitions", "layers", "ceiling", "rgb8_tail", "png", "decode",
+    "job_overhead", "drain", "transitions", "layers", "ceiling", "batch", "rgb8_tail", "png", "decode",
     "profile_summary")}
 
 
