@@ -43,11 +43,10 @@ class Service:
 
     def worker_stages(self) -> dict[str, tuple[float, int]]:
         """The worker's seconds and runs so far in each stage, from its own /metrics (see
-        `read_worker_stages`); honcho gives it $PORT + 100, the Procfile's second line."""
+        `read_worker_stages`)."""
         import requests
 
-        url = f"http://127.0.0.1:{self.stack.port + 100}/metrics"
-        return read_worker_stages(requests.get(url, timeout=10).text)
+        return read_worker_stages(requests.get(self.stack.metrics_url("worker"), timeout=10).text)
 
     def worker_pid(self) -> int:
         """The Celery worker's pid (the solo pool runs tasks in it): the process under honcho running
@@ -228,7 +227,11 @@ def cpu_by_process() -> dict[str, float]:
     return out
 
 
-STAGE_ORDER = ("read", "decode", "model", "encode", "store", "record")  # as a job goes through the worker
+def stage_order() -> tuple[str, ...]:
+    """The worker's stages as a job goes through them: read and decode, the model, then the rest."""
+    from shared.metrics import WORKER_STAGES
+
+    return (*WORKER_STAGES[:2], "model", *WORKER_STAGES[2:])
 
 
 def read_worker_stages(text: str) -> dict[str, tuple[float, int]]:
@@ -251,8 +254,8 @@ def read_worker_stages(text: str) -> dict[str, tuple[float, int]]:
 def stage_means(before: dict, after: dict) -> dict[str, float]:
     """Mean ms per run of each stage between two `read_worker_stages` readings, in the order a job
     goes (stages that did not run in between are left out)."""
-    means = {}
-    for stage in sorted(after, key=lambda s: STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER)):
+    order, means = stage_order(), {}
+    for stage in sorted(after, key=lambda s: order.index(s) if s in order else len(order)):
         seconds, runs = after[stage]
         seconds0, runs0 = before.get(stage, (0.0, 0))
         if runs > runs0:

@@ -42,7 +42,7 @@ STAGE = Histogram("portraits_worker_stage_seconds", "Time an attempt spent in ea
                   "beside the model: read (the original from S3), decode (in the decoder process), encode "
                   "(the result's PNG), store (its S3 put), record (the success transition). Failed stages "
                   "count too.", ["stage"], buckets=STAGE_BUCKETS)
-WORKER_STAGES = ("read", "decode", "encode", "store", "record")
+WORKER_STAGES = ("read", "decode", "encode", "store", "record")  # in a job's order: the model after decode
 TASKS = Counter("portraits_worker_tasks", "Upscale tasks the worker ran, by what happened: succeeded, "
                 "queued (retry), failed, cancelled, skipped (not claimable: duplicate, done, not due), "
                 "lost (taken away mid-run), ignored (malformed message).", ["outcome"])

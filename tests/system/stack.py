@@ -62,6 +62,12 @@ class Stack:
         self.stop()
         raise TimeoutError(f"the stack was not ready after {timeout}s:\n{self.log()}")
 
+    def metrics_url(self, process: str) -> str:
+        """The /metrics of a Procfile process (api, worker, sweeper, webhooks): honcho gives the Procfile's
+        line i the port $PORT + 100·i, and each process serves its metrics there (METRICS_PORT=$PORT)."""
+        names = re.findall(r"^(\w+):", self.procfile or paced_procfile(), re.MULTILINE)
+        return f"http://127.0.0.1:{self.port + 100 * names.index(process)}/metrics"
+
     def _ready(self) -> bool:
         try:
             return requests.get(f"{self.url}/readyz", timeout=2).status_code == 200

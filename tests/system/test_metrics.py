@@ -11,7 +11,6 @@ from shared.metrics import WORKER_STAGES
 from tests.imagegen import encode, synthetic_portrait
 
 pytestmark = pytest.mark.system
-PROCFILE_LINE = {"api": 0, "worker": 1, "sweeper": 2, "webhooks": 3}
 
 
 def scrape(url: str) -> dict:
@@ -25,20 +24,16 @@ def value(samples: dict, name: str, **labels) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def endpoint(stack, process: str) -> str:
-    return f"http://127.0.0.1:{stack.port + 100 * PROCFILE_LINE[process]}/metrics"
-
-
 def test_the_apis_metrics_move_with_a_job(stack, partner):
-    before = scrape(f"{stack.url}/metrics")
+    before = scrape(stack.metrics_url("api"))
     assert value(before, "portraits_database_up") == 1 and value(before, "portraits_broker_up") == 1
-    worker_before = scrape(endpoint(stack, "worker"))
+    worker_before = scrape(stack.metrics_url("worker"))
     submitted = partner.client.submit(encode(synthetic_portrait(64)))
     assert submitted.status_code == 202, submitted.text
     job, _ = partner.client.wait(submitted.json()["id"])
     assert job["status"] == "succeeded", job
-    after = scrape(f"{stack.url}/metrics")
-    worker_after = scrape(endpoint(stack, "worker"))
+    after = scrape(stack.metrics_url("api"))
+    worker_after = scrape(stack.metrics_url("worker"))
 
     def moved(a, b, name, **labels):
         return value(b, name, **labels) - value(a, name, **labels)
@@ -59,7 +54,7 @@ def test_the_apis_metrics_move_with_a_job(stack, partner):
 
 
 def test_the_sweeper_and_the_deliverer_serve_their_own_metrics(stack):
-    sweeper = scrape(endpoint(stack, "sweeper"))
+    sweeper = scrape(stack.metrics_url("sweeper"))
     assert value(sweeper, "portraits_sweeper_passes_total", outcome="ok") > 0  # it sweeps every 0.5 s
-    webhooks = scrape(endpoint(stack, "webhooks"))
+    webhooks = scrape(stack.metrics_url("webhooks"))
     assert value(webhooks, "process_start_time_seconds") > 0  # a process of its own, answering
