@@ -24,20 +24,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.speed import cpu_header, load_shipped, versions  # noqa: E402
+from bench.ceiling import compiled_network  # noqa: E402
+from bench.speed import add_run_args, cpu_header, int_list, load_shipped, versions  # noqa: E402
 from model.rgb8 import as_rgb8  # noqa: E402
-
-
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",")]
 
 
 def measure(up, sizes: list[int], batches: list[int], runs: int) -> list[dict]:
     """Per size: the median ms per photo of the network at each batch size, and of one whole upscale."""
-    if not up.rgb8:
-        raise SystemExit(f"the default here is not the 8-bit OpenVINO path ({up.precision}, {up.device}); "
-                         "this bench measures that path's network")
-    body = up._body(up.precision, rgb8=True)
+    body = compiled_network(up)
     rng = np.random.default_rng(0)
     results = []
     for n in sizes:
@@ -72,12 +66,8 @@ def table(results: list[dict], batches: list[int]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, default=None, help="default: model/weights/espcn_rb_x4.pt")
-    p.add_argument("--sizes", type=_ints, default=[128, 256], help="photo edges (default 128,256)")
-    p.add_argument("--batches", type=_ints, default=[1, 2, 4, 8, 16], help="default 1,2,4,8,16")
-    p.add_argument("--tile", type=int, default=512, help="Upscaler tile (default 512, the service's)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--runs", type=int, default=9, help="timed rounds after one warm-up (default 9)")
+    add_run_args(p, runs=9, sizes=(128, 256))
+    p.add_argument("--batches", type=int_list, default=[1, 2, 4, 8, 16], help="default 1,2,4,8,16")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)

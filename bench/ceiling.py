@@ -36,12 +36,17 @@ from model.tiling import plan_tiles  # noqa: E402
 from model.upscaler import Upscaler  # noqa: E402
 
 
-def network_alone(up: Upscaler, img: np.ndarray):
-    """A callable running the default's compiled network on each of `img`'s tile crops, in order."""
+def compiled_network(up: Upscaler):
+    """The compiled 8-bit graph the default runs on CPU (also bench/batch.py's); exits on any other path."""
     if not up.rgb8:
         raise SystemExit(f"the default here is not the 8-bit OpenVINO path ({up.precision}, {up.device}); "
                          "this bench measures that path's network")
-    body = up._body(up.precision, rgb8=True)
+    return up._body(up.precision, rgb8=True)
+
+
+def network_alone(up: Upscaler, img: np.ndarray):
+    """A callable running the default's compiled network on each of `img`'s tile crops, in order."""
+    body = compiled_network(up)
     tiles, (crop_h, crop_w) = plan_tiles(img.shape[0], img.shape[1], up.tile, up.margin)
     crops = [np.ascontiguousarray(img[None, t.cy:t.cy + crop_h, t.cx:t.cx + crop_w]) for t in tiles]
 

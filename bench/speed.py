@@ -273,11 +273,16 @@ def macs_per_lr_pixel(config: ESPCNConfig) -> int:
     return sum(m.weight.numel() for m in ESPCN(config).modules() if isinstance(m, torch.nn.Conv2d))
 
 
-def add_run_args(p: argparse.ArgumentParser, runs: int) -> None:
-    """The options every CPU speed bench shares (this one and bench/ceiling.py)."""
+def int_list(text: str) -> list[int]:
+    """A comma-separated option's integers: "128,512" → [128, 512]."""
+    return [int(v) for v in text.split(",")]
+
+
+def add_run_args(p: argparse.ArgumentParser, runs: int, sizes: tuple[int, ...] = (128, 512, 1024)) -> None:
+    """The options every CPU speed bench shares (this one, bench/ceiling.py and bench/batch.py)."""
     p.add_argument("--weights", type=Path, default=None, help="default: model/weights/espcn_rb_x4.pt")
-    p.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[128, 512, 1024],
-                   help="input edges, comma-separated (default 128,512,1024)")
+    p.add_argument("--sizes", type=int_list, default=list(sizes),
+                   help=f"input edges, comma-separated (default {','.join(map(str, sizes))})")
     p.add_argument("--tile", type=int, default=512, help="Upscaler tile (default 512, the service's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=runs, help=f"timed rounds after one warm-up (default {runs})")
