@@ -10,6 +10,7 @@
 - poll_load: GET /v1/jobs/<id> latency at fixed request rates against gunicorn (and POST /v1/jobs).
 - job_overhead: submit → poll sees `succeeded` through the real processes vs the model alone (512²).
 - transitions: Python CPU and wall ms of a job's claimable read, claim and success against Postgres.
+- cold_start: the first job after a worker starts, model loaded at start (MODEL_PRELOAD) vs on that job.
 - drain: one worker draining 200 queued 128² jobs vs the model alone on the same images.
 - layers: per-layer time of the shipped int8 network (OpenVINO's counters) on this CPU.
 - ceiling: the default's network alone vs its whole upscale and the peer: the most it could reach.
@@ -27,7 +28,7 @@ from pathlib import Path
 
 BENCHES = {name: f"{name}.py" for name in (
     "speed", "gpu", "faces", "faces_api", "ensemble", "chaos", "train_step", "poll_cpu", "poll_load",
-    "job_overhead", "drain", "transitions", "layers", "ceiling", "batch", "rgb8_tail", "png", "decode",
+    "job_overhead", "cold_start", "drain", "transitions", "layers", "ceiling", "batch", "rgb8_tail", "png", "decode",
     "profile_summary")}
 
 

@@ -393,5 +393,7 @@ def test_worker_serves_its_own_metrics_and_logs_json_lines_with_the_job_id(setti
     mine = [line for line in lines if line.get("job_id") == job_id]
     assert {(line.get("from"), line.get("to")) for line in mine if line["logger"] == "jobs"} == {
         ("queued", "running"), ("running", "succeeded")}
-    loaded = next(line for line in mine if line["message"].startswith("loaded model"))  # not a transition
-    assert loaded["partner_id"] == mine[0]["partner_id"] is not None  # bound once the job was claimed
+    assert all(line["partner_id"] == mine[0]["partner_id"] is not None for line in mine)  # bound at the claim
+    # The model was loaded as the worker started (MODEL_PRELOAD), once, outside any job.
+    (loaded,) = [line for line in lines if line["message"].startswith("loaded model")]
+    assert "job_id" not in loaded and loaded["logger"] == "worker.runtime"

@@ -47,11 +47,16 @@ def _serve_metrics(**_) -> None:
 
 
 @signals.worker_ready.connect
-def _start_decoder(**_) -> None:
-    """The image decoder process (worker/decode_guard.py) starts now, not on the first job."""
+def _start_decoder_and_model(**_) -> None:
+    """The image decoder process (worker/decode_guard.py) starts now, not on the first job, and the model
+    loads in the background (MODEL_PRELOAD): the worker takes messages meanwhile, and a job that reaches
+    the model before the load is done waits for it."""
     from worker.decode_guard import start_decoder
+    from worker.runtime import runtime
 
     start_decoder()
+    if get_settings().model_preload:
+        runtime().preload()
 
 
 @signals.worker_shutdown.connect

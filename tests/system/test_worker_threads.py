@@ -2,17 +2,22 @@
 8-bit path's tail to be shared out among the model's threads (model/rgb8.py, `SPLIT_MIN_PIXELS`) comes
 back over HTTP with exactly the pixels the model gives in this process with the tail on one thread.
 The package's stack runs one thread and 32 px tiles, where that split never happens, so this module
-starts a stack of its own (its own database, Redis index and bucket) from the real Procfile."""
+starts a stack of its own (its own database, Redis index and bucket) from the real Procfile; its
+worker, fresh, also shows that the model is loaded as the worker starts (MODEL_PRELOAD)."""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from model import rgb8
 from model.images import decode_image
 from model.upscaler import Upscaler
 from tests.imagegen import encode, synthetic_portrait
+from tests.polling import poll
 from tests.processes import ROOT
 from tests.system.conftest import Partner, own_stack_env
 from tests.system.stack import Stack
@@ -31,6 +36,17 @@ def threaded_stack(settings, tmp_path_factory):
             yield running
         finally:
             running.stop()
+
+
+def test_the_worker_loads_its_model_as_it_starts_before_any_job(threaded_stack):
+    """MODEL_PRELOAD (on by default): the first family after a start does not wait for the load. Runs
+    first in this module, on a stack no job has reached yet."""
+    log, _ = poll(lambda: threaded_stack.process_log("worker"), lambda text: "loaded model" in text, timeout=120)
+    tasks = [s for family in text_string_to_metric_families(requests.get(threaded_stack.metrics_url("worker"),
+                                                                         timeout=10).text)
+             for s in family.samples if s.name == "portraits_worker_tasks_total"]
+    assert sum(s.value for s in tasks) == 0, tasks  # loaded with no task run
+    assert re.search(r"loaded model espcn_\w+ \S+ on cpu \(.*\) in \d+\.\d s", log), log
 
 
 def test_a_photo_split_among_two_threads_comes_back_with_the_models_pixels(threaded_stack, monkeypatch):
