@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.cold_start import LOAD_LINE
 from shared.settings import Settings
 from worker.runtime import Runtime
 
@@ -22,13 +23,17 @@ def restored_thread_pools():
     cv2.setNumThreads(cv2_threads)
 
 
-def test_torch_threads_bounds_opencvs_pool_too(restored_thread_pools):
+def test_torch_threads_bounds_opencvs_pool_too(restored_thread_pools, caplog):
     """OpenCV runs the 8-bit path's per-tile work on the model's thread with a pool of its own, sized
     by default from every CPU of the host: TORCH_THREADS must bound it as it bounds the model's."""
     cv2.setNumThreads(8)  # what a larger host would give it
-    upscaler = Runtime(Settings(torch_threads=1, model_device="cpu")).upscaler
+    with caplog.at_level(logging.INFO, logger="worker.runtime"):
+        upscaler = Runtime(Settings(torch_threads=1, model_device="cpu")).upscaler
     assert upscaler.threads == 1
     assert cv2.getNumThreads() == 1
+    # The load line, as bench/cold_start.py reads the load's seconds off it.
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded model")]
+    assert "1 threads, OpenCV 1)" in line and float(LOAD_LINE.search(line).group(1)) >= 0
 
 
 class FakeModel:
