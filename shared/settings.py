@@ -73,8 +73,9 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="CPU threads per worker process: the model's, OpenCV's "
                                                     "and the 8-bit path's tail (0 = torch default).")
     model_preload: bool = Field(
-        True, description="Load the model when a worker starts, in the background, so the first job after a "
-                          "start does not wait for it (~2 s on a 2-core CPU); false = on the first job.")
+        True, description="Load the model as a worker starts and run it once, in the thread that runs the "
+                          "jobs' model, so the first job after a start does not wait for either (~1 s on a "
+                          "2-core CPU); false = on the first job.")
 
     # Worker.
     task_soft_time_limit: int = Field(300, ge=1, description="Seconds before a task is asked to stop.")

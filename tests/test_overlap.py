@@ -32,8 +32,10 @@ class HeldUpscaler:
         self.hold = threading.Event()
         self.hold.set()
         self.entered = threading.Semaphore(0)  # released once per job that reached the model
+        self.runs = []  # (shape, thread) of each run
 
     def upscale(self, pixels: np.ndarray, progress=None) -> np.ndarray:
+        self.runs.append((pixels.shape, threading.current_thread()))
         self.entered.release()
         assert self.hold.wait(60), "the test never let the model go on"
         if progress:
@@ -130,3 +132,26 @@ def test_drain_waits_for_the_jobs_held(client, sessions, overlap):
     assert overlap.drain(0.2) is False and status(sessions, job_id) is S.RUNNING
     model.hold.set()
     assert overlap.drain(60) and status(sessions, job_id) is S.SUCCEEDED
+
+
+def test_the_model_starts_in_the_model_thread_before_any_job_and_holds_it_like_one(client, sessions, settings,
+                                                                                      overlap):
+    """MODEL_PRELOAD: the model's first run (a blank tile) is in the thread that then runs the jobs, and
+    a job read meanwhile stays queued, as behind a job in the model."""
+    model = overlap.rt.upscaler
+    model.hold.clear()
+    overlap.start_model()
+    assert model.entered.acquire(timeout=60)  # the blank tile is in the model, held there
+    job_id = submit(client)
+    outcomes = []
+    task = threading.Thread(target=lambda: outcomes.append(overlap.submit(job_id)))
+    task.start()
+    task.join(0.5)
+    assert task.is_alive() and status(sessions, job_id) is S.QUEUED and claims(sessions, job_id) == 0
+    assert overlap.drain(0.2) is False  # a warm shutdown waits for the start too
+    model.hold.set()
+    task.join(60)
+    assert outcomes == ["overlapped"] and overlap.drain(60) and status(sessions, job_id) is S.SUCCEEDED
+    (blank_shape, blank_thread), (job_shape, job_thread) = model.runs
+    assert blank_shape == (settings.model_tile, settings.model_tile, 3) and job_shape == (24, 24, 3)
+    assert blank_thread is job_thread and blank_thread.name == "overlap-model"

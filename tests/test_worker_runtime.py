@@ -11,7 +11,7 @@ import torch
 
 from bench.cold_start import LOAD_LINE
 from shared.settings import Settings
-from worker.runtime import Runtime
+from worker.runtime import Runtime, warm_up
 
 
 @pytest.fixture
@@ -37,72 +37,64 @@ def test_torch_threads_bounds_opencvs_pool_too(restored_thread_pools, caplog):
 
 
 class FakeModel:
-    """What a load returns here: records the images it is run on."""
+    """What a load returns here: records the images it is run on, and in which thread."""
 
     def __init__(self):
         self.runs = []
 
     def upscale(self, pixels, progress=None):
-        self.runs.append(pixels)
+        self.runs.append((pixels, threading.current_thread()))
         return pixels
 
 
 class ScriptedLoads:
     """Stands in for `Runtime._load_model`: each call takes the next outcome (an exception to raise, or
-    a model to return), after `gate` is set. Counts the calls."""
+    a model to return). Counts the calls."""
 
     def __init__(self, *outcomes):
-        self.outcomes, self.calls, self.gate = list(outcomes), 0, threading.Event()
+        self.outcomes, self.calls = list(outcomes), 0
 
     def __call__(self):
         self.calls += 1
-        assert self.gate.wait(30), "the test never let the load finish"
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
 
-def test_a_job_during_the_preload_waits_for_that_load_and_gets_its_model(monkeypatch):
-    rt = Runtime(Settings(model_device="cpu", model_tile=64))
-    model = FakeModel()
-    loads = ScriptedLoads(model)
+def test_without_overlap_the_model_starts_in_the_thread_that_runs_the_tasks(monkeypatch):
+    """WORKER_OVERLAP=false: the tasks run the model in the thread that runs them, the one the worker
+    starts in; a thread's first run is its slowest, so that is where the blank run goes."""
+    rt = Runtime(Settings(model_device="cpu", model_tile=64, worker_overlap=False))
+    model, loads = FakeModel(), ScriptedLoads()
+    loads.outcomes.append(model)
     monkeypatch.setattr(rt, "_load_model", loads)
-    loading = rt.preload()
-    got = []
-    job = threading.Thread(target=lambda: got.append(rt.upscaler))  # a job reaching the model meanwhile
-    job.start()
-    job.join(0.2)
-    assert job.is_alive() and got == []  # it waits for the load (still held at the gate) ...
-    loads.gate.set()
-    job.join(30)
-    loading.join(30)
-    assert got == [model] and rt.upscaler is model  # ... and gets that load's model: one load in all
-    assert loads.calls == 1
-    (blank,) = model.runs  # run once at start, on a blank tile of the service's size, before the job had it
+    rt.start_model()
+    ((blank, thread),) = model.runs
     assert blank.shape == (64, 64, 3) and blank.dtype == np.uint8 and not blank.any()
+    assert thread is threading.current_thread() and loads.calls == 1
+    assert rt.upscaler is model and loads.calls == 1  # loaded once, kept
+    assert "overlap" not in rt.__dict__  # no model thread was started for it
 
 
-def test_a_preload_that_fails_is_logged_and_the_next_job_loads_again(monkeypatch, caplog):
-    rt = Runtime(Settings(model_device="cpu"))
+def test_a_start_that_fails_is_logged_and_the_next_job_loads_again(monkeypatch, caplog):
+    rt = Runtime(Settings(model_device="cpu", worker_overlap=False))
     model = FakeModel()
-    loads = ScriptedLoads(OSError("weights file is truncated"), model)
-    loads.gate.set()
-    monkeypatch.setattr(rt, "_load_model", loads)
+    monkeypatch.setattr(rt, "_load_model", ScriptedLoads(OSError("weights file is truncated"), model))
     with caplog.at_level(logging.ERROR, logger="worker.runtime"):
-        rt.preload().join(30)
+        warm_up(rt)  # does not raise: the worker goes on serving
     (record,) = [r for r in caplog.records if r.name == "worker.runtime"]
     assert "could not load and run the model at start" in record.getMessage()
     assert "weights file is truncated" in record.exc_text
-    assert rt.upscaler is model and loads.calls == 2  # the lock was released: the job's own load ran
+    assert rt.upscaler is model and model.runs == []  # the job's own load ran, and found the model
 
 
-def test_the_worker_loads_its_model_at_start_only_when_model_preload_is_on(monkeypatch):
+def test_the_worker_starts_its_model_only_when_model_preload_is_on(monkeypatch):
     from worker import app, runtime as runtime_module
 
     started = []
     monkeypatch.setattr("worker.decode_guard.start_decoder", lambda: started.append("decoder"))
-    monkeypatch.setattr(runtime_module.Runtime, "preload", lambda self: started.append("model"))
+    monkeypatch.setattr(runtime_module.Runtime, "start_model", lambda self: started.append("model"))
     monkeypatch.setattr(runtime_module, "_runtime", Runtime(Settings(model_device="cpu")))
     for preload, expected in ((True, ["decoder", "model"]), (False, ["decoder"])):
         started.clear()

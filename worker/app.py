@@ -48,15 +48,15 @@ def _serve_metrics(**_) -> None:
 
 @signals.worker_ready.connect
 def _start_decoder_and_model(**_) -> None:
-    """The image decoder process (worker/decode_guard.py) starts now, not on the first job, and the model
-    loads in the background (MODEL_PRELOAD): the worker takes messages meanwhile, and a job that reaches
-    the model before the load is done waits for it."""
+    """The image decoder process (worker/decode_guard.py) starts now, not on the first job, and so does
+    the model (MODEL_PRELOAD): loaded and run once by the overlap's model thread while the worker
+    takes its first messages (worker/runtime.py `start_model`)."""
     from worker.decode_guard import start_decoder
     from worker.runtime import runtime
 
     start_decoder()
     if get_settings().model_preload:
-        runtime().preload()
+        runtime().start_model()
 
 
 @signals.worker_shutdown.connect

@@ -13,7 +13,8 @@ delivers the next message, whose original is read while the model runs. Every cl
 lease (its heartbeat runs from the claim) until its last transition, so a killed worker loses
 nothing: the sweeper requeues its claimed jobs when their leases expire (LEASE_SECONDS), and the one
 message it held unacknowledged and unclaimed comes back from Redis (or the sweeper's republish), as
-any unfinished task's does. On a warm shutdown the worker first finishes what it holds (`drain`).
+any unfinished task's does. On a warm shutdown the worker first finishes what it holds (`drain`). At start (MODEL_PRELOAD) the model
+thread loads the model and runs it once before its first job (`start_model`).
 
 Every stage still runs through `pipeline.Attempt.step`, with the same fencing, failure handling and
 erasure checks as `pipeline.process_job`, which is this minus the threads.
@@ -25,7 +26,7 @@ import queue
 import threading
 
 from shared import logs, metrics
-from worker import pipeline
+from worker import pipeline, runtime
 
 log = logging.getLogger(__name__)
 STORE_THREADS = 2  # a put mostly waits for S3: two keep the model fed with small jobs
@@ -37,7 +38,7 @@ class Overlap:
         self._model_free = threading.Semaphore(1)  # held from a claim until the model is done with it
         self._to_model: queue.Queue = queue.Queue()
         self._to_store: queue.Queue = queue.Queue(maxsize=STORE_THREADS)  # results in memory: bounded
-        self._busy = 0  # attempts claimed and not yet finished
+        self._busy = 0  # attempts claimed and not yet finished, and a start_model not yet done
         self._idle = threading.Condition()
         loops = [("model", self._model_loop)] + [(f"store-{i}", self._store_loop) for i in range(STORE_THREADS)]
         for name, loop in loops:
@@ -68,6 +69,13 @@ class Overlap:
             if waited and not handed:
                 self._model_free.release()
 
+    def start_model(self) -> None:
+        """Load the model and run it once in the model thread, ahead of any job (MODEL_PRELOAD,
+        `runtime.warm_up`). It holds the model as a job would: a job read meanwhile is claimed after."""
+        self._model_free.acquire()
+        self._started()
+        self._to_model.put(None)
+
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every attempt taken is finished; False if `timeout` passed first."""
         with self._idle:
@@ -76,6 +84,11 @@ class Overlap:
     def _model_loop(self) -> None:
         while True:
             attempt = self._to_model.get()
+            if attempt is None:  # start_model's turn
+                runtime.warm_up(self.rt)
+                self._model_free.release()
+                self._done()
+                continue
             outcome = self._run(attempt, pipeline.upscale)
             if outcome is None:
                 self._to_store.put(attempt)  # waits while both store threads are busy: memory stays bounded
@@ -107,6 +120,9 @@ class Overlap:
 
     def _ended(self, outcome: str) -> None:
         metrics.TASKS.labels(outcome).inc()
+        self._done()
+
+    def _done(self) -> None:
         with self._idle:
             self._busy -= 1
             self._idle.notify_all()

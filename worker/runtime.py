@@ -1,9 +1,10 @@
 """What a worker process builds once and reuses across tasks: DB sessions, storage, the model, and the
 threads that overlap one job's model with the next one's reading and the last one's storing.
 
-The model is loaded when the worker starts (`preload`, in the background: MODEL_PRELOAD), so the first
-family after a start or a deploy does not wait the ~2 s a load takes; a job that arrives meanwhile
-waits for that same load, and a load that failed is tried again by the next job that needs the model.
+The model is loaded and run once as the worker starts (`start_model`, MODEL_PRELOAD), by the thread
+that will run the jobs' model, so the first family after a start or a deploy does not wait for the
+~1 s a load takes nor for that thread's slower first run; a job that arrives meanwhile waits its turn
+behind it, and a load that failed is tried again by the next job that needs the model.
 """
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ class Runtime:
     storage: Storage = field(init=False)
     _model_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
     _model: object = field(init=False, repr=False, default=None)
-    _preloading: threading.Thread | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self):
         engine = make_engine(self.settings.database_url, "portraits-worker")
@@ -41,40 +41,21 @@ class Runtime:
 
     @property
     def upscaler(self):
-        """The model, loaded once in the process that runs tasks (never in a forking parent): by
-        `preload`, or else by the first job that needs it. While a load runs, others wait for it."""
+        """The model, loaded once, on first use, in the process that runs tasks (never in a forking
+        parent). The lock: the model thread and a store thread may both ask first."""
         with self._model_lock:
             if self._model is None:
                 self._model = self._load_model()
             return self._model
 
-    def preload(self) -> threading.Thread:
-        """Load the model in a background thread and run it once on a blank tile: a network's first run
-        allocates and prepares what later runs reuse (about as long again as a warm 512² upscale, on
-        the first job otherwise). The lock is taken before the thread starts, so a job that asks for
-        the model after this returns waits for this load rather than starting its own."""
-        self._model_lock.acquire()
-
-        def load() -> None:
-            try:
-                if self._model is None:
-                    self._model = self._load_model()
-                    started, edge = time.perf_counter(), self.settings.model_tile
-                    self._model.upscale(np.zeros((edge, edge, 3), np.uint8))
-                    log.info("ran the model once on a blank %d² tile in %.2f s", edge, time.perf_counter() - started)
-            except Exception:  # the worker still serves: the first job tries again, and fails if it must
-                log.exception("could not load and run the model at start; the jobs that need it will try again")
-            finally:
-                self._model_lock.release()
-
-        self._preloading = threading.Thread(target=load, name="model-preload", daemon=True)
-        self._preloading.start()
-        return self._preloading
-
-    def wait_for_preload(self, timeout: float) -> None:
-        """Wait, at most `timeout` seconds, for a `preload` still running."""
-        if self._preloading is not None:
-            self._preloading.join(timeout)
+    def start_model(self) -> None:
+        """At worker start (MODEL_PRELOAD): load the model and run it once, in the thread that will run
+        the jobs' model: the overlap's model thread, started now (it does so before taking any job),
+        or with WORKER_OVERLAP=false this one, the thread that runs the tasks."""
+        if self.settings.worker_overlap:
+            self.overlap.start_model()
+        else:
+            warm_up(self)
 
     def _load_model(self):
         started = time.perf_counter()  # the imports count: torch and OpenVINO take most of a load
@@ -114,13 +95,22 @@ def runtime() -> Runtime:
     return _runtime
 
 
+def warm_up(rt) -> None:
+    """Load the model if need be and run it once on a blank tile, in the calling thread. A thread's first
+    run of the model is slower than its next ones (each thread has its own OpenVINO inference request,
+    and its first run prepares it), so this runs in the thread that will run the jobs. A failure is
+    logged, not raised: the worker still serves, and the jobs that need the model try again."""
+    try:
+        started, edge = time.perf_counter(), rt.settings.model_tile
+        rt.upscaler.upscale(np.zeros((edge, edge, 3), np.uint8))
+        log.info("ran the model once on a blank %d² tile in %.2f s (load included)", edge,
+                 time.perf_counter() - started)
+    except Exception:
+        log.exception("could not load and run the model at start; the jobs that need it will try again")
+
+
 def drain(timeout: float) -> bool:
-    """Finish the attempts the overlap threads hold (a warm shutdown), and a model load still running
-    (the process does not exit in the middle of it); True when none is left."""
-    if _runtime is None:
+    """Finish the attempts the overlap threads hold (a warm shutdown); True when none is left."""
+    if _runtime is None or "overlap" not in _runtime.__dict__:
         return True
-    deadline = time.monotonic() + timeout
-    _runtime.wait_for_preload(timeout)
-    if "overlap" not in _runtime.__dict__:
-        return True
-    return _runtime.overlap.drain(max(0.0, deadline - time.monotonic()))
+    return _runtime.overlap.drain(timeout)

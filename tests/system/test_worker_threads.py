@@ -41,12 +41,14 @@ def threaded_stack(settings, tmp_path_factory):
 def test_the_worker_loads_its_model_as_it_starts_before_any_job(threaded_stack):
     """MODEL_PRELOAD (on by default): the first family after a start does not wait for the load. Runs
     first in this module, on a stack no job has reached yet."""
-    log, _ = poll(lambda: threaded_stack.process_log("worker"), lambda text: "loaded model" in text, timeout=120)
+    log, _ = poll(lambda: threaded_stack.process_log("worker"), lambda text: "ran the model once" in text,
+                  timeout=120)
     tasks = [s for family in text_string_to_metric_families(requests.get(threaded_stack.metrics_url("worker"),
                                                                          timeout=10).text)
              for s in family.samples if s.name == "portraits_worker_tasks_total"]
     assert sum(s.value for s in tasks) == 0, tasks  # loaded with no task run
     assert re.search(r"loaded model espcn_\w+ \S+ on cpu \(.*\) in \d+\.\d s", log), log
+    assert "ran the model once on a blank 512² tile" in log, log
 
 
 def test_a_photo_split_among_two_threads_comes_back_with_the_models_pixels(threaded_stack, monkeypatch):
