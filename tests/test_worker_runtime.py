@@ -101,3 +101,24 @@ def test_the_worker_starts_its_model_only_when_model_preload_is_on(monkeypatch):
         monkeypatch.setattr(app, "get_settings", lambda: Settings(model_preload=preload))
         app._start_decoder_and_model()
         assert started == expected
+
+
+def test_a_worker_without_overlap_runs_its_model_once_before_it_says_ready(settings, client, tmp_path):
+    """The real worker process with WORKER_OVERLAP=false: the model's first run happens in the thread
+    that runs the tasks, before Celery logs "ready." (it runs in the worker_ready handler); then a job
+    goes through as usual, and its model run is the only one counted."""
+    from tests.imagegen import encode, post_image, synthetic_portrait
+    from tests.polling import poll
+    from tests.processes import WorkerProcess
+
+    worker = WorkerProcess(settings, tmp_path / "worker.log", env={"WORKER_OVERLAP": "false"}).start()
+    try:
+        job_id = post_image(client, encode(synthetic_portrait(48))).get_json()["id"]
+        job, _ = poll(lambda: client.get(f"/v1/jobs/{job_id}").get_json(),
+                      lambda j: j["status"] not in ("queued", "running"), timeout=120)
+    finally:
+        worker.stop()
+    assert job["status"] == "succeeded", job
+    log = worker.log()
+    assert log.count("ran the model once on a blank") == 1 and log.count("loaded model") == 1, log
+    assert log.index("ran the model once on a blank") < log.index(" ready."), log
