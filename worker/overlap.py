@@ -13,8 +13,9 @@ delivers the next message, whose original is read while the model runs. Every cl
 lease (its heartbeat runs from the claim) until its last transition, so a killed worker loses
 nothing: the sweeper requeues its claimed jobs when their leases expire (LEASE_SECONDS), and the one
 message it held unacknowledged and unclaimed comes back from Redis (or the sweeper's republish), as
-any unfinished task's does. On a warm shutdown the worker first finishes what it holds (`drain`). At start (MODEL_PRELOAD) the model
-thread loads the model and runs it once before its first job (`start_model`).
+any unfinished task's does. On a warm shutdown the worker first finishes what it holds (`drain`).
+At start (MODEL_PRELOAD) the model thread loads the model and runs it once before its first job
+(`start_model`): a thread's first run is its slowest.
 
 Every stage still runs through `pipeline.Attempt.step`, with the same fencing, failure handling and
 erasure checks as `pipeline.process_job`, which is this minus the threads.
