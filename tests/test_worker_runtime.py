@@ -66,13 +66,13 @@ def test_without_overlap_the_model_starts_in_the_thread_that_runs_the_tasks(monk
     """WORKER_OVERLAP=false: the tasks run the model in the thread that runs them, the one the worker
     starts in; a thread's first run is its slowest, so that is where the blank run goes."""
     rt = Runtime(Settings(model_device="cpu", model_tile=64, worker_overlap=False))
-    model, loads = FakeModel(), ScriptedLoads()
-    loads.outcomes.append(model)
+    model = FakeModel()
+    loads = ScriptedLoads(model)
     monkeypatch.setattr(rt, "_load_model", loads)
     rt.start_model()
     ((blank, thread),) = model.runs
     assert blank.shape == (64, 64, 3) and blank.dtype == np.uint8 and not blank.any()
-    assert thread is threading.current_thread() and loads.calls == 1
+    assert thread is threading.current_thread()
     assert rt.upscaler is model and loads.calls == 1  # loaded once, kept
     assert "overlap" not in rt.__dict__  # no model thread was started for it
 

@@ -11,7 +11,6 @@ import re
 import numpy as np
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from model import rgb8
 from model.images import decode_image
@@ -21,6 +20,7 @@ from tests.polling import poll
 from tests.processes import ROOT
 from tests.system.conftest import Partner, own_stack_env
 from tests.system.stack import Stack
+from tests.system.test_metrics import scrape
 
 pytestmark = pytest.mark.system
 
@@ -43,10 +43,9 @@ def test_the_worker_loads_its_model_as_it_starts_before_any_job(threaded_stack):
     first in this module, on a stack no job has reached yet."""
     log, _ = poll(lambda: threaded_stack.process_log("worker"), lambda text: "ran the model once" in text,
                   timeout=120)
-    tasks = [s for family in text_string_to_metric_families(requests.get(threaded_stack.metrics_url("worker"),
-                                                                         timeout=10).text)
-             for s in family.samples if s.name == "portraits_worker_tasks_total"]
-    assert sum(s.value for s in tasks) == 0, tasks  # loaded with no task run
+    samples = scrape(threaded_stack.metrics_url("worker"))
+    tasks = {labels: n for (name, labels), n in samples.items() if name == "portraits_worker_tasks_total"}
+    assert sum(tasks.values()) == 0, tasks  # loaded with no task run
     assert re.search(r"loaded model espcn_\w+ \S+ on cpu \(.*\) in \d+\.\d s", log), log
     assert "ran the model once on a blank 512² tile" in log, log
 
