@@ -38,8 +38,8 @@ def one_start(preload: bool, images: list[bytes], idle: float, wait: float) -> d
     from shared.storage import Storage
 
     with running_service(model_preload=preload) as service:
-        # The S3 server outlives a deploy (MinIO in production); a fresh `weed mini` makes its first
-        # large write ~0.2 s slower than the next. That is not the service's start: pay it here.
+        # The S3 server outlives a deploy (MinIO in production); a fresh `weed mini`'s first large write
+        # is slow (the first job's POST was ~0.24 s slower without this). Not the service's start.
         storage = Storage(service.settings)
         storage.put("bench-warm-up", os.urandom(2_500_000), "application/octet-stream")
         storage.delete("bench-warm-up")
